@@ -1,0 +1,125 @@
+"""Result objects of the engine."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["RelatednessResult", "ProbeResult"]
+
+#: Keys every JSON result carries (the CLI contract).
+TERM_KEYS = (
+    "bound",
+    "reweighted_reference_loss",
+    "label_mismatch",
+    "distribution_mismatch",
+    "lipschitz",
+)
+
+_ARRAY_FIELDS = ("A", "A_inv", "b")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class RelatednessResult:
+    r"""Task-relatedness of a reference task to a target task, with its three terms.
+
+    ``bound = reweighted_reference_loss + label_mismatch + lipschitz *
+    distribution_mismatch`` (an upper bound on the target loss of the transformed
+    reference classifier, hence on transferability; lower means more related).
+    ``float(result)`` is the bound.
+    """
+
+    bound: float
+    reweighted_reference_loss: float
+    label_mismatch: float
+    distribution_mismatch: float
+    lipschitz: float
+    bound_certified: float
+    lipschitz_certified: float
+    lipschitz_reference_coords: float
+    tau: float
+    transformed_loss: float | None
+    transformed_accuracy: float | None
+    reference_accuracy: float
+    reference_loss: float
+    trivial_bound: float
+    B: NDArray[np.float64]
+    D: NDArray[np.float64]
+    C: NDArray[np.float64]
+    A: NDArray[np.float64]
+    A_inv: NDArray[np.float64]
+    b: NDArray[np.float64]
+    prior_mismatch: float
+    condition_number: float
+    per_class_distance: NDArray[np.float64]
+    reference_classes: NDArray[Any]
+    target_classes: NDArray[Any]
+    label_source: str
+    pseudo_label_accuracy: float | None
+    settings: dict[str, Any]
+    iterations: int
+    converged: bool
+    seconds: float
+    history: list[float] = field(default_factory=list)
+
+    def __float__(self) -> float:
+        return float(self.bound)
+
+    @property
+    def bound_exceeds_trivial(self) -> bool:
+        """True when the bound is above log K_T, what a uniform head already achieves."""
+        return bool(self.bound > self.trivial_bound)
+
+    @property
+    def matching(self) -> dict[Any, Any]:
+        """Target class -> reference classes that B sends to it with positive D."""
+        out: dict[Any, Any] = {}
+        for k, tc in enumerate(self.target_classes.tolist()):
+            js = np.flatnonzero((self.B[k] > 0.5) & (self.D > 0))
+            out[tc] = [self.reference_classes[j].item() for j in js]
+        return out
+
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
+        """JSON-ready dict. ``arrays=True`` also includes A, A_inv and b (d x d)."""
+        d = asdict(self)
+        if not arrays:
+            for name in _ARRAY_FIELDS:
+                d.pop(name)
+        d["bound_exceeds_trivial"] = self.bound_exceeds_trivial
+        d["matching"] = {str(k): v for k, v in self.matching.items()}
+        return _jsonable(d)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Transferability: a gradient-penalized linear probe's target test loss/accuracy."""
+
+    loss: float
+    accuracy: float
+    train_loss: float
+    train_accuracy: float
+    tau: float
+    seconds: float
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
