@@ -118,6 +118,36 @@ def group_couplings(
     return total, plans, per_group
 
 
+def class_mean_init(
+    Zs: NDArray[np.float64],
+    Zt: NDArray[np.float64],
+    groups: list[Group],
+    *,
+    ridge: float = 1e-3,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Affine map that carries the reference class means onto the target class means.
+
+    Weighted ridge regression of target group means on reference group means, pulled
+    toward the identity (with fewer classes than dimensions the means alone leave A
+    undetermined; the ridge keeps it I off their span). With more classes than
+    dimensions in general position it pins the map down, which plain alternation from
+    the identity can miss (a local minimum of the coupling).
+    """
+    d = Zs.shape[1]
+    w = np.array([g.weight for g in groups])
+    M = np.stack([g.ref_mass @ Zs[g.ref_rows] for g in groups])
+    N = np.stack([Zt[g.tgt_rows].mean(0) for g in groups])
+    X1 = np.hstack([M, np.ones((len(groups), 1))])
+    XW = X1 * w[:, None]
+    gram = X1.T @ XW
+    mu = ridge * max(float(np.trace(gram[:d, :d])) / d, 1e-12)
+    rhs = XW.T @ N
+    gram[:d, :d] += mu * np.eye(d)
+    rhs[:d, :] += mu * np.eye(d)
+    sol = np.linalg.lstsq(gram, rhs, rcond=None)[0]
+    return sol[:d, :].T, sol[d, :]
+
+
 def fit_affine(
     Zs: NDArray[np.float64],
     Zt: NDArray[np.float64],
@@ -154,12 +184,17 @@ def fit_affine(
         b = shift / sum(g.weight for g in groups)
     mu = None
     history: list[float] = []
+    # Each step cannot increase the objective in exact arithmetic; near a perfect fit
+    # the IRLS weights (mass / residual) get extreme, so keep the best iterate seen.
+    best: tuple[float, NDArray[np.float64], NDArray[np.float64], float] | None = None
     converged = False
     for it in range(max_iter):
         Xs = Zs @ A.T + b
         obj, plans, per_group = group_couplings(Xs, Zt, groups)
         reg = 0.0 if mu is None else 0.5 * mu * float(np.sum((A - np.eye(d)) ** 2))
         history.append(obj + reg)
+        if best is None or history[-1] < best[0]:
+            best = (history[-1], A.copy(), b.copy(), obj)
         if callback is not None:
             callback(it, obj)
         if len(history) > 1 and abs(history[-2] - history[-1]) <= tol * abs(history[-2]):
@@ -201,6 +236,8 @@ def fit_affine(
             ConvergenceWarning,
             stacklevel=2,
         )
+    assert best is not None
+    _, A, b, obj = best
     info = {
         "iterations": len(history),
         "converged": converged,

@@ -72,6 +72,10 @@ class LinearHead:
     bias : ndarray of shape (n_classes,)
     tau : float or None
         The gradient-norm target it was trained with (None for a caller's head).
+    standardizer : Standardizer or None
+        The feature standardization the head expects (applied by ``task_relatedness``
+        when the head is passed back in as ``reference_head``); None means the head
+        acts on the features as given.
     info : dict
         Training record: steps, final objective, seconds, recipe.
     """
@@ -79,6 +83,7 @@ class LinearHead:
     weight: NDArray[np.float64]
     bias: NDArray[np.float64]
     tau: float | None = None
+    standardizer: Standardizer | None = field(default=None, compare=False)
     info: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -181,6 +186,8 @@ def train_linear_head(
             line_search_fn="strong_wolfe",
         )
 
+        last: list[float] = []
+
         def closure() -> torch.Tensor:
             opt.zero_grad()
             u = Zt @ W.T + c
@@ -191,9 +198,11 @@ def train_linear_head(
             gp_all = _penalty(_grad_sq_norms(p, G, None).add(1e-30).sqrt(), tau)
             obj = ce + gp_weight * (gp_true + gp_all)
             obj.backward()
+            last.append(float(obj.detach()))
             return obj
 
-        final = float(opt.step(closure).detach())
+        opt.step(closure)
+        final = last[-1]
         state = opt.state[opt._params[0]]
         used = int(state.get("n_iter", steps))
         if used >= steps:
@@ -225,7 +234,7 @@ def train_linear_head(
             opt2.zero_grad()
             obj.backward()
             opt2.step()
-            final = float(obj)
+            final = float(obj.detach())
         W, c = lin.weight, lin.bias
         used = steps
     weight = W.detach().cpu().numpy().astype(np.float64)

@@ -13,6 +13,7 @@ time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -25,7 +26,7 @@ from scipy.optimize import linear_sum_assignment, nnls
 from scipy.special import xlogy
 from sklearn.model_selection import train_test_split
 
-from ._ot import Group, build_groups, fit_affine, group_couplings
+from ._ot import Group, build_groups, class_mean_init, fit_affine, group_couplings
 from ._paper import PAPER_STEPS, paper_fit
 from ._torch import resolve_device
 from ._validation import (
@@ -207,8 +208,9 @@ def _check_head(head: Any, K_R: int, d: int) -> LinearHead:
         )
     if not (np.all(np.isfinite(W)) and np.all(np.isfinite(c))):
         raise TaskrelInputError("`reference_head` has non-finite weights")
-    tau = head.tau if isinstance(head, LinearHead) else None
-    return LinearHead(weight=W, bias=c, tau=tau, info={"recipe": "given"})
+    if isinstance(head, LinearHead):
+        return head
+    return LinearHead(weight=W, bias=c, tau=None, info={"recipe": "given"})
 
 
 def task_relatedness(
@@ -263,9 +265,12 @@ def task_relatedness(
         ``target_test_labels`` given without ``target_labels`` serve only to check
         the pseudo-labels (``pseudo_label_accuracy``); they are never used to fit.
     reference_head : LinearHead or (weight, bias), optional
-        A reference classifier acting on the reference features *as given*
-        (then the reference features are not standardized). Default: a linear softmax
-        head trained on standardized reference features with the gradient penalty.
+        A reference classifier. A ``(weight, bias)`` pair acts on the reference features
+        as given (they are then not standardized); a :class:`LinearHead` uses its own
+        ``standardizer``. Pass ``result.reference_head`` of an earlier run to reuse the
+        head across targets (it must come from the same reference train split: give
+        explicit reference test data). Default: a linear softmax head trained on
+        standardized reference features with the gradient penalty.
     tau : float or "auto" or "paper"
         Lipschitz target of the head's loss. "auto" (default): see :func:`auto_tau`;
         "paper": 0.02, the official code's large-scale value.
@@ -422,7 +427,7 @@ def task_relatedness(
     d = Xr.shape[1]
     if reference_head is not None:
         head = _check_head(reference_head, K_R, d)
-        sr = Standardizer.identity(d)
+        sr = head.standardizer or Standardizer.identity(d)
     else:
         sr = Standardizer.fit(Xr) if standardize else Standardizer.identity(d)
     st = Standardizer.fit(Xt) if standardize else Standardizer.identity(d)
@@ -439,6 +444,7 @@ def task_relatedness(
         head = train_linear_head(
             Zr, yr, K_R, tau=tau_value, recipe=recipe, seed=seed, device=dev
         )
+        head = dataclasses.replace(head, standardizer=sr)
     else:
         tau_rule = "reference_head"
         tau_value = float(head.tau) if head.tau is not None else float("nan")
@@ -554,6 +560,19 @@ def task_relatedness(
     Dv = _prior_matched_D(Bm, pi_T)
 
     sol = fit(y_fit, Bm, Dv, pi_T, cw)
+    if labelled and b_mode == "sparse":
+        # The head's scores on unaligned target features can mislead the matching
+        # (e.g. a rotated copy of the reference): also match after a label-free
+        # alignment, and keep the matching whose fit is better on the train splits.
+        A_inv0, b0 = _marginal_alignment(Zr, yr, Zt, pi_R, ridge=ridges[len(ridges) // 2],
+                                         tol=tol, rng=rng)
+        Ba = initial_B(y_fit, K_T, A_inv0, b0)
+        settings["matching_start"] = "identity"
+        if not np.array_equal(Ba, Bm):
+            cand = fit(y_fit, Ba, _prior_matched_D(Ba, pi_T), pi_T, cw)
+            if _fit_score(cand) < _fit_score(sol):
+                sol = cand
+                settings["matching_start"] = "label-free alignment"
     rematches = 0
     if labelled and b_mode == "sparse":
         # Re-match classes with the transformed classifier; refit while it changes.
@@ -639,7 +658,39 @@ def task_relatedness(
         converged=bool(sol["converged"]),
         seconds=time.perf_counter() - t_start,
         history=[float(h) for h in sol["history"]],
+        reference_head=head,
     )
+
+
+#: Points per side in the label-free (marginal) alignment.
+MARGINAL_POINTS = 2000
+
+
+def _marginal_alignment(
+    Zr: NDArray[np.float64],
+    yr: NDArray[np.int64],
+    Zt: NDArray[np.float64],
+    pi_R: NDArray[np.float64],
+    *,
+    ridge: float,
+    tol: float,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Label-free W1 alignment of the whole reference to the whole target (A, A^-1, b).
+
+    Each side is subsampled to ``MARGINAL_POINTS`` (seeded) so one exact OT stays cheap.
+    """
+    yr_sub = np.full(yr.size, -1)
+    keep = rng.choice(yr.size, size=min(MARGINAL_POINTS, yr.size), replace=False)
+    yr_sub[keep] = yr[keep]
+    yt_sub = np.full(Zt.shape[0], -1)
+    yt_sub[rng.choice(Zt.shape[0], size=min(MARGINAL_POINTS, Zt.shape[0]), replace=False)] = 0
+    K_R = pi_R.size
+    present = np.bincount(yr_sub[yr_sub >= 0], minlength=K_R) > 0
+    D = np.where(present, pi_R, 0.0)
+    one = build_groups(yr_sub, yt_sub, np.ones((1, K_R)), D / D.sum(), np.ones(1))
+    A, b, _ = fit_affine(Zr, Zt, one, ridge=ridge, max_iter=50, tol=tol)
+    return np.linalg.inv(A), b
 
 
 def _fit_score(sol: dict) -> float:
@@ -669,23 +720,32 @@ def _fit_fast(
     take = max(1, RIDGE_SELECT_POINTS // 2)
     ref_pts = Zr[rng.choice(ref_rows, size=min(take, ref_rows.size), replace=False)]
     tgt_pts = Zt[rng.choice(tgt_rows, size=min(take, tgt_rows.size), replace=False)]
-    for mu in ridges:
-        A, b, info = fit_affine(Zr, Zt, groups, A0=A0, b0=b0, ridge=mu,
+    # Candidates: the ridge path warm-started from a mean shift (strongest ridge
+    # first), then the weakest ridge started from the class-mean map.
+    starts: list[tuple[float, Any, Any]] = [(mu, None, None) for mu in ridges]
+    if len(ridges) > 1:
+        starts.append((min(ridges), *class_mean_init(Zr, Zt, groups)))
+    for n_start, (mu, A_init, b_init) in enumerate(starts):
+        if n_start < len(ridges):
+            A_init, b_init = A0, b0
+        A, b, info = fit_affine(Zr, Zt, groups, A0=A_init, b0=b_init, ridge=mu,
                                 max_iter=max_iter, tol=tol)
         A_inv = np.linalg.inv(A)
         score = float(info["W"])
         if len(ridges) > 1:
             lip = _lipschitz(head, A_inv, Bm, np.vstack([(tgt_pts - b) @ A_inv.T, ref_pts]))[0]
             score *= lip
-        trace.append({"ridge": mu, "train_lipschitz_x_W": score, "train_W": info["W"],
-                      "iterations": info["iterations"]})
+        trace.append({"ridge": mu, "start": "mean shift" if n_start < len(ridges)
+                      else "class means", "train_lipschitz_x_W": score,
+                      "train_W": info["W"], "iterations": info["iterations"]})
         if best is None or score < best["score"]:
             best = {"A": A, "A_inv": A_inv, "b": b, "B": Bm, "D": Dv, "score": score,
                     "iterations": info["iterations"], "converged": info["converged"],
-                    "history": info["objective"], "ridge": mu}
+                    "history": info["objective"], "ridge": mu, "start": trace[-1]["start"]}
         A0, b0 = A, b
     assert best is not None
     settings["ridge_selected"] = best["ridge"]
+    settings["start_selected"] = best["start"]
     if len(ridges) > 1:
         settings["ridge_trace"] = trace
     return best
@@ -779,10 +839,7 @@ def _pseudo_label(
                 f"classes); got {n_target_classes}"
             )
     # 1. label-free alignment of the marginals
-    one = build_groups(yr, np.zeros(Zt.shape[0], dtype=np.int64), np.ones((1, K_R)),
-                       pi_R, np.ones(1), max_per_class=max_per_class, rng=rng)
-    A, b, _ = fit_affine(Zr, Zt, one, ridge=ridge, max_iter=50, tol=tol)
-    A_inv = np.linalg.inv(A)
+    A_inv, b = _marginal_alignment(Zr, yr, Zt, pi_R, ridge=ridge, tol=tol, rng=rng)
 
     def scores(Z: NDArray[np.float64], A_inv, b) -> NDArray[np.float64]:
         return head.log_proba((Z - b) @ A_inv.T)

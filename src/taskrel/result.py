@@ -21,6 +21,7 @@ TERM_KEYS = (
 )
 
 _ARRAY_FIELDS = ("A", "A_inv", "b")
+_OBJECT_FIELDS = ("reference_head",)
 
 
 def _jsonable(value: Any) -> Any:
@@ -80,6 +81,7 @@ class RelatednessResult:
     converged: bool
     seconds: float
     history: list[float] = field(default_factory=list)
+    reference_head: Any = field(default=None, repr=False, compare=False)
 
     def __float__(self) -> float:
         return float(self.bound)
@@ -100,7 +102,8 @@ class RelatednessResult:
 
     def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
         """JSON-ready dict. ``arrays=True`` also includes A, A_inv and b (d x d)."""
-        d = asdict(self)
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__
+             if k not in _OBJECT_FIELDS}
         if not arrays:
             for name in _ARRAY_FIELDS:
                 d.pop(name)

@@ -1,0 +1,164 @@
+"""Properties of the engine on synthetic class clusters (hand-checkable cases)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import taskrel
+from conftest import blobs
+
+
+def _run(p, **kw):
+    kw.setdefault("device", "cpu")
+    return taskrel.task_relatedness(
+        p["Xr"], p["yr"], p["Xt"], p["yt"],
+        reference_test_features=p["Xr_te"], reference_test_labels=p["yr_te"],
+        target_test_features=p["Xt_te"], target_test_labels=p["yt_te"], **kw,
+    )
+
+
+def _identical(seed):
+    X, y = blobs(60, 3, 6, seed=seed)
+    Xte, yte = blobs(40, 3, 6, seed=seed + 1)
+    return dict(Xr=X, yr=y, Xr_te=Xte, yr_te=yte, Xt=X, yt=y, Xt_te=Xte, yt_te=yte)
+
+
+def test_bound_is_the_sum_of_its_terms(easy_pair):
+    r = _run(easy_pair)
+    np.testing.assert_allclose(
+        r.bound,
+        r.reweighted_reference_loss + r.label_mismatch
+        + r.lipschitz * r.distribution_mismatch,
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        r.bound_certified,
+        r.reweighted_reference_loss + r.label_mismatch
+        + r.lipschitz_certified * r.distribution_mismatch,
+        rtol=1e-12,
+    )
+    # The certified constant is a global bound, so it dominates the sampled maximum.
+    assert r.lipschitz_certified >= r.lipschitz - 1e-12
+    assert float(r) == r.bound
+
+
+def test_reference_equals_target_gives_zero_mismatch(global_random_seed):
+    p = _identical(global_random_seed)
+    r = _run(p)
+    assert r.distribution_mismatch < 1e-6
+    assert r.label_mismatch == 0.0
+    # With W ~ 0 the bound is the reference head's test loss (C = 1: same priors).
+    np.testing.assert_allclose(r.bound, r.reference_loss, rtol=1e-5)
+    np.testing.assert_allclose(r.C, np.ones(3), rtol=1e-12)
+    assert r.matching == {0: [0], 1: [1], 2: [2]}
+
+
+def test_permuted_class_ids_are_recovered_by_sparse_B(global_random_seed):
+    p = _identical(global_random_seed)
+    perm = np.array([2, 0, 1])  # reference class j is called 10 + perm[j] in the target
+    p["yt"], p["yt_te"] = 10 + perm[p["yr"]], 10 + perm[p["yr_te"]]
+    r = _run(p)
+    expected_B = np.zeros((3, 3))
+    expected_B[perm, np.arange(3)] = 1.0
+    np.testing.assert_array_equal(r.B, expected_B)
+    assert r.matching == {10: [1], 11: [2], 12: [0]}
+    assert r.label_mismatch == 0.0
+    assert r.distribution_mismatch < 1e-6
+    assert r.transformed_accuracy == pytest.approx(r.reference_accuracy)
+
+
+def test_invertible_linear_map_of_the_reference_is_recovered(global_random_seed):
+    # Identifiable case: 8 classes with distinct means in 4 dimensions, so the class
+    # means pin the affine map down. The class correspondence is given (B = I): the
+    # matching is tested separately; here it is the feature map that must be found.
+    rng = np.random.default_rng(global_random_seed)
+    d, K = 4, 8
+    means = 4 * rng.normal(size=(K, d))
+    X, y = blobs(40, K, d, seed=global_random_seed, means=means)
+    Xte, yte = blobs(30, K, d, seed=global_random_seed + 1, means=means)
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    A_true = Q @ np.diag(np.linspace(0.5, 2.0, d))
+    b_true = rng.normal(size=d)
+    p = dict(Xr=X, yr=y, Xr_te=Xte, yr_te=yte, Xt=X @ A_true.T + b_true, yt=y,
+             Xt_te=Xte @ A_true.T + b_true, yt_te=yte)
+    kw = dict(standardize=False, b_mode="fixed", B=np.eye(K))
+    r = _run(p, **kw)
+    baseline = _run(p, ridge=1e8, **kw)  # A pinned at ~identity: only b moves
+    assert baseline.distribution_mismatch > 1.0
+    assert r.distribution_mismatch < 1e-3 * baseline.distribution_mismatch
+    np.testing.assert_allclose(r.A, A_true, atol=1e-3)
+    np.testing.assert_allclose(r.b, b_true, atol=1e-3)
+
+
+def test_deterministic_for_a_seed(easy_pair):
+    a, b = _run(easy_pair, seed=3), _run(easy_pair, seed=3)
+    assert a.bound == b.bound
+    np.testing.assert_array_equal(a.A, b.A)
+
+
+def test_paper_and_fast_recipes_agree_on_an_easy_case(global_random_seed):
+    p = _identical(global_random_seed)
+    fast = _run(p, tau=0.2)
+    paper = _run(p, tau=0.2, recipe="paper", max_iter=300)
+    # Same task on both sides: both find W ~ 0 and bounds equal to the head's loss.
+    assert paper.distribution_mismatch < 0.05 * math.sqrt(6)
+    np.testing.assert_allclose(paper.bound, fast.bound, rtol=0.1)
+    assert paper.settings["recipe"] == "paper"
+
+
+def test_learned_B_is_column_stochastic_and_prior_matched(easy_pair):
+    r = _run(easy_pair, b_mode="learned", max_iter=300)
+    np.testing.assert_allclose(r.B.sum(0), 1.0, rtol=1e-10)
+    np.testing.assert_allclose(r.D.sum(), 1.0, rtol=1e-10)
+    assert r.label_mismatch >= 0.0
+    assert r.prior_mismatch < 0.1
+    assert np.isfinite(r.bound)
+
+
+def test_fixed_B_is_used_as_given(easy_pair):
+    B = np.eye(3)[[1, 2, 0]]  # a deliberately wrong permutation
+    wrong = _run(easy_pair, b_mode="fixed", B=B)
+    right = _run(easy_pair)
+    np.testing.assert_array_equal(wrong.B, B)
+    assert wrong.bound > right.bound
+
+
+def test_uniform_class_weights_equal_prior_weights_on_balanced_target(easy_pair):
+    a = _run(easy_pair, class_weights="prior")
+    b = _run(easy_pair, class_weights="uniform")
+    np.testing.assert_allclose(a.distribution_mismatch, b.distribution_mismatch, rtol=1e-9)
+
+
+@pytest.mark.parametrize("source", ["classifier", "kmeans"])
+def test_without_target_labels(easy_pair, source):
+    p = easy_pair
+    r = taskrel.task_relatedness(
+        p["Xr"], p["yr"], p["Xt"], None,
+        reference_test_features=p["Xr_te"], reference_test_labels=p["yr_te"],
+        target_test_features=p["Xt_te"], target_test_labels=p["yt_te"],
+        pseudo_labels=source, device="cpu",
+    )
+    assert r.label_source == source
+    assert r.pseudo_label_accuracy > 0.95
+    assert r.transformed_accuracy is None  # no true labels were used to fit
+    labelled = _run(p)
+    np.testing.assert_allclose(r.bound, labelled.bound, rtol=0.15)
+
+
+def test_reference_head_can_be_reused(easy_pair):
+    first = _run(easy_pair)
+    again = _run(easy_pair, reference_head=first.reference_head)
+    np.testing.assert_allclose(again.bound, first.bound, rtol=1e-9)
+    assert again.settings["tau_rule"] == "reference_head"
+
+
+def test_to_dict_is_json_ready(easy_pair):
+    import json
+
+    d = _run(easy_pair).to_dict()
+    for key in ("bound", "reweighted_reference_loss", "label_mismatch",
+                "distribution_mismatch", "lipschitz", "transformed_accuracy", "seconds"):
+        assert key in d
+    assert "A" not in d
+    json.dumps(d)
