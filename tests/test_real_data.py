@@ -1,0 +1,43 @@
+"""Real data (scikit-learn's bundled digits): the bound bounds and ranks.
+
+Reference: half of the digits 0-4 samples. Targets built from the other half (same task,
+rotated, inverted) and from digits 5-9 (new classes). See taskrel.demo.digits_tasks.
+"""
+
+import numpy as np
+import pytest
+
+import taskrel
+from taskrel.demo import digits_tasks
+from taskrel.relatedness import split_task
+
+
+@pytest.fixture(scope="module")
+def results():
+    tasks = digits_tasks(seed=0)
+    Xr, yr = tasks["reference"]
+    out = {}
+    for name in ("digits0-4 (new samples)", "rotated 45 deg", "digits5-9 (new classes)"):
+        Xt, yt = tasks["targets"][name]
+        tr, te = split_task(Xt, np.unique(yt, return_inverse=True)[1], seed=0)
+        r = taskrel.task_relatedness(Xr, yr, Xt[tr], yt[tr], target_test_features=Xt[te],
+                                     target_test_labels=yt[te], device="cpu")
+        p = taskrel.linear_probe(Xt[tr], yt[tr], Xt[te], yt[te], tau=r.tau, device="cpu")
+        out[name] = (r, p)
+    return out
+
+
+def test_bound_is_above_the_transfer_loss_on_real_pairs(results):
+    # Two real pairs with different label sets: digits 0-4 -> 5-9, and 0-4 -> rotated.
+    for name in ("digits5-9 (new classes)", "rotated 45 deg"):
+        r, p = results[name]
+        assert r.bound >= p.loss, name
+        assert r.transformed_loss is not None and r.bound >= r.transformed_loss, name
+
+
+def test_more_related_targets_get_smaller_bounds(results):
+    same = results["digits0-4 (new samples)"][0].bound
+    rotated = results["rotated 45 deg"][0].bound
+    other = results["digits5-9 (new classes)"][0].bound
+    assert same < rotated
+    assert same < other
