@@ -133,19 +133,37 @@ def class_mean_init(
     dimensions in general position it pins the map down, which plain alternation from
     the identity can miss (a local minimum of the coupling).
     """
-    d = Zs.shape[1]
     w = np.array([g.weight for g in groups])
     M = np.stack([g.ref_mass @ Zs[g.ref_rows] for g in groups])
     N = np.stack([Zt[g.tgt_rows].mean(0) for g in groups])
-    X1 = np.hstack([M, np.ones((len(groups), 1))])
+    A, b, _ = _affine_ridge_solve(M, N, w, ridge)
+    return A, b
+
+
+def _affine_ridge_solve(
+    X: NDArray[np.float64],
+    T: NDArray[np.float64],
+    w: NDArray[np.float64],
+    ridge: float,
+    mu: float | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    r"""Solve :math:`\min_{A,b} \sum_i w_i \lVert A x_i + b - t_i\rVert^2 + \mu\lVert A - I\rVert_F^2`.
+
+    ``mu`` is absolute; when None it is ``ridge`` times the mean diagonal of the
+    weighted Gram matrix (or ``ridge`` itself if that is 0). Returns (A, b, mu).
+    """
+    d = X.shape[1]
+    X1 = np.hstack([X, np.ones((X.shape[0], 1))])
     XW = X1 * w[:, None]
     gram = X1.T @ XW
-    mu = ridge * max(float(np.trace(gram[:d, :d])) / d, 1e-12)
-    rhs = XW.T @ N
+    if mu is None:
+        mu = ridge * float(np.trace(gram[:d, :d])) / d
+        mu = mu if mu > 0 else ridge
+    rhs = XW.T @ T  # (d+1, d)
     gram[:d, :d] += mu * np.eye(d)
     rhs[:d, :] += mu * np.eye(d)
-    sol = np.linalg.lstsq(gram, rhs, rcond=None)[0]
-    return sol[:d, :].T, sol[d, :]
+    sol = np.linalg.solve(gram, rhs)  # (d+1, d): [A^T; b^T]
+    return sol[:d, :].T, sol[d, :], mu
 
 
 def fit_affine(
@@ -211,18 +229,7 @@ def fit_affine(
         That = np.zeros((rows.size, d))
         np.add.at(That, inv, v[:, None] * Zt[tj])
         That /= V[:, None]
-        X1 = np.hstack([Zs[rows], np.ones((rows.size, 1))])
-        XV = X1 * V[:, None]
-        gram = X1.T @ XV
-        if mu is None:
-            mu = ridge * float(np.trace(gram[:d, :d])) / d
-            mu = mu if mu > 0 else ridge
-        rhs = XV.T @ That  # (d+1, d)
-        gram[:d, :d] += mu * np.eye(d)
-        rhs[:d, :] += mu * np.eye(d)
-        sol = np.linalg.solve(gram, rhs)  # (d+1, d): [A^T; b^T]
-        A = sol[:d, :].T
-        b = sol[d, :]
+        A, b, mu = _affine_ridge_solve(Zs[rows], That, V, ridge, mu)
     else:
         change = (
             abs(history[-2] - history[-1]) / abs(history[-2])

@@ -699,8 +699,14 @@ def _marginal_alignment(
     return np.linalg.inv(A), b
 
 
+def _subgroup(g: Group, ref_mask: NDArray[np.bool_], tgt_mask: NDArray[np.bool_]) -> Group:
+    """The rows of a group under two masks, reference masses renormalized."""
+    mass = g.ref_mass[ref_mask]
+    return Group(g.ref_rows[ref_mask], mass / mass.sum(), g.tgt_rows[tgt_mask], g.weight)
+
+
 def _fit_score(sol: dict) -> float:
-    """What a fit minimized (lipschitz x W on train for the fast recipe, else loss)."""
+    """What a fit minimized (held-out lipschitz x W for the fast recipe, else loss)."""
     return float(sol.get("score", sol["history"][-1]))
 
 
@@ -733,16 +739,13 @@ def _fit_fast(
             if rm.sum() < 2 or tm.sum() < 2 or (~rm).sum() < 2 or (~tm).sum() < 2:
                 rm = np.zeros(g.ref_rows.size, bool)
                 tm = np.zeros(g.tgt_rows.size, bool)
-            fit_groups.append(Group(g.ref_rows[~rm], g.ref_mass[~rm] / g.ref_mass[~rm].sum(),
-                                    g.tgt_rows[~tm], g.weight))
+            fit_groups.append(_subgroup(g, ~rm, ~tm))
             if rm.any():
-                val_groups.append(Group(g.ref_rows[rm], g.ref_mass[rm] / g.ref_mass[rm].sum(),
-                                        g.tgt_rows[tm], g.weight))
+                val_groups.append(_subgroup(g, rm, tm))
         if len(val_groups) == len(groups):
             groups = fit_groups
         else:
             select = False
-            val_groups = groups
     if select:
         ref_pts = Zr[np.concatenate([g.ref_rows for g in val_groups])]
         tgt_pts = Zt[np.concatenate([g.tgt_rows for g in val_groups])]
