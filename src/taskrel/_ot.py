@@ -166,6 +166,17 @@ def _affine_ridge_solve(
     return sol[:d, :].T, sol[d, :], mu
 
 
+def transform_rows(
+    Z: NDArray[np.float64], A: NDArray[np.float64], b: NDArray[np.float64],
+    rows: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """``Z @ A.T + b`` on ``rows`` only (other rows zero): groups index the full array,
+    and transforming rows no group uses would cost n*d^2 for nothing."""
+    out = np.zeros_like(Z)
+    out[rows] = Z[rows] @ A.T + b
+    return out
+
+
 def fit_affine(
     Zs: NDArray[np.float64],
     Zt: NDArray[np.float64],
@@ -206,8 +217,9 @@ def fit_affine(
     # the IRLS weights (mass / residual) get extreme, so keep the best iterate seen.
     best: tuple[float, NDArray[np.float64], NDArray[np.float64], float] | None = None
     converged = False
+    used = np.unique(np.concatenate([g.ref_rows for g in groups]))
     for it in range(max_iter):
-        Xs = Zs @ A.T + b
+        Xs = transform_rows(Zs, A, b, used)
         obj, plans, per_group = group_couplings(Xs, Zt, groups)
         reg = 0.0 if mu is None else 0.5 * mu * float(np.sum((A - np.eye(d)) ** 2))
         history.append(obj + reg)

@@ -17,6 +17,8 @@ on purpose). ``A_bar`` is the learned approximate inverse used at evaluation.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import ot
 import torch
@@ -136,6 +138,7 @@ def paper_fit(
         return B, D
 
     bar = tqdm(range(steps), desc="paper recipe", disable=not progress, leave=False)
+    loop_start = time.perf_counter()
     for step in bar:
         B, D = current_BD()
         D_np = D.detach().cpu().numpy()
@@ -175,8 +178,10 @@ def paper_fit(
                 stopped_early = True
                 break
     bar.close()
+    loop_seconds = time.perf_counter() - loop_start
     B, D = current_BD()
     return {
+        "loop_seconds": loop_seconds,
         "A": A.detach().cpu().numpy(),
         "A_bar": Abar.detach().cpu().numpy(),
         "b": b.detach().cpu().numpy(),
