@@ -157,9 +157,14 @@ def finetune(
     _check_inputs(x_train, "x_train")
     _check_inputs(x_test, "x_test")
     classes, y = check_labels(y_train, "y_train")
-    check_consistent_length(x_train, "x_train", y, "y_train")
-    yte_raw = np.asarray(y_test)
-    check_consistent_length(x_test, "x_test", yte_raw, "y_test")
+    yte_raw = np.asarray(y_test).ravel()
+    for xs, xn, ys, yn in ((x_train, "x_train", y, "y_train"),
+                           (x_test, "x_test", yte_raw, "y_test")):
+        if len(xs) != len(ys):
+            raise TaskrelInputError(
+                f"`{xn}` and `{yn}` have inconsistent numbers of samples: "
+                f"{len(xs)} vs {len(ys)}"
+            )
     unseen = np.setdiff1d(yte_raw, classes)
     if unseen.size:
         raise TaskrelInputError(
