@@ -467,7 +467,7 @@ def zoo_selection_from_rows(
 ) -> Analysis:
     """:func:`zoo_selection` for every estimator in store rows (seeds averaged)."""
     rows = _check_rows(rows)
-    names = estimators or sorted({r["estimator"] for r in rows} - set(TRUTHS))
+    names = estimators or sorted({r["estimator"] for r in rows} - set(TRUTHS) - {truth})
     all_rows: list[dict[str, Any]] = []
     for est in names:
         pairs = pair_with_truth(rows, est, truth=truth, fraction=fraction)
@@ -518,7 +518,7 @@ def few_label_sweep(
     rows = _check_rows(rows)
     if method not in ("spearman", "pearson"):
         raise TaskrelInputError(f"`method` must be 'spearman' or 'pearson'; got {method!r}")
-    names = estimators or sorted({r["estimator"] for r in rows} - set(TRUTHS))
+    names = estimators or sorted({r["estimator"] for r in rows} - set(TRUTHS) - {truth})
     table = []
     for est in names:
         sign = 1.0 if higher_is_better(est, orientation) else -1.0

@@ -118,7 +118,8 @@ def register(sub: Any) -> None:
     a.add_argument("--estimator", default="task_relatedness",
                    help="estimator for correlation/decomposition (default task_relatedness)")
     a.add_argument("--estimators", nargs="+", help="zoo/sweep: only these estimators")
-    a.add_argument("--truth", default="finetune", choices=("finetune", "linear_probe"))
+    a.add_argument("--truth", default="finetune",
+                   help="ground-truth estimator name: finetune (default) or linear_probe")
     a.add_argument("--fraction", type=float, default=1.0,
                    help="fraction of target data of the estimator rows (default 1.0)")
     a.add_argument("--truth-fraction", dest="truth_fraction", type=float, default=1.0,
