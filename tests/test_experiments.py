@@ -164,3 +164,23 @@ def test_ray_executor_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "taskrel.executors.ray_executor", None)
     with pytest.raises(TaskrelInputError, match=r"pip install 'taskrel\[ray\]'"):
         get_executor("ray")
+
+
+def test_dataset_spec_load_calls_the_data_contract(monkeypatch):
+    """DatasetSpec.load speaks taskrel.data's contract (a stand-in module records calls)."""
+    import types
+
+    calls = []
+    fake = types.ModuleType("taskrel.data")
+    fake.load_dataset = lambda name: calls.append(("load", name)) or name
+    fake.subset_classes = lambda ds, cl: calls.append(("subset", cl)) or ds
+    fake.relabel = lambda ds, m: calls.append(("relabel", m)) or ds
+    fake.transform_images = lambda ds, k, s, seed: calls.append(("tf", k, s, seed)) or ds
+    fake.subsample = lambda ds, fraction, seed: calls.append(("sub", fraction, seed)) or ds
+    monkeypatch.setitem(sys.modules, "taskrel.data", fake)
+    cfg = parse_config(dict(BASE, targets=[{
+        "name": "x", "dataset": "fashion_mnist", "classes": [0, 2], "relabel": [1, 0],
+        "transform": {"kind": "rotate", "strength": 30}, "subsample": 0.5}]))
+    assert cfg.targets[0].load(seed=4) == "fashion_mnist"
+    assert calls == [("load", "fashion_mnist"), ("subset", [0, 2]), ("relabel", [1, 0]),
+                     ("tf", "rotate", 30, 4), ("sub", 0.5, 4)]

@@ -13,9 +13,10 @@ Examples
 >>> cfg = parse_config({
 ...     "name": "toy", "reference": "digits", "targets": ["digits"],
 ...     "encoders": ["raw"], "estimators": ["task_relatedness"],
-...     "fractions": [0.5, 1.0], "seeds": [0, 1]})
->>> len(expand_grid(cfg))   # 1 encoder x 1 target x 1 estimator x 2 fractions x 2 seeds
-4
+...     "fractions": [0.5, 1.0], "seeds": [0, 1],
+...     "ground_truth": {"estimators": ["linear_probe"]}})
+>>> len(expand_grid(cfg))   # 1 x 1 x 1 estimator x 2 fractions x 2 seeds + 2 truths
+6
 """
 
 from __future__ import annotations

@@ -136,11 +136,11 @@ def finetune(
     Examples
     --------
     >>> import numpy as np, torch
-    >>> rng = np.random.default_rng(0)
-    >>> y = np.repeat([0, 1], 40); X = (y[:, None] * 2.0 + rng.normal(size=(80, 5)))
-    >>> enc = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU())
+    >>> rng = np.random.default_rng(0); _ = torch.manual_seed(0)
+    >>> y = np.repeat([0, 1], 40); X = (y[:, None] * 3.0 + rng.normal(size=(80, 5)))
+    >>> enc = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh())
     >>> r = finetune(enc, None, X[::2], y[::2], X[1::2], y[1::2], steps=60,
-    ...              batch_size=16, device="cpu")
+    ...              lr=1e-2, batch_size=16, device="cpu")
     >>> r.test_accuracy > 0.8
     True
     """
