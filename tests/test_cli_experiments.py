@@ -135,6 +135,11 @@ def test_analyze_zoo_sweep_cost(digits_db, tmp_path, capsys):
     sweep = json.loads((tmp_path / "sweep.json").read_text())
     assert {(r["estimator"], r["fraction"]) for r in sweep["rows"]} == {
         (e, f) for e in ("fisher", "centroid") for f in (0.2, 1.0)}
+    # matched truth: the truth rows only exist at fraction 1.0, so only 1.0 remains
+    assert main(["analyze", "sweep", str(digits_db), "--out", str(tmp_path / "m"),
+                 "--truth-fraction", "matched", "--estimators", "fisher", *args]) == 0
+    matched = json.loads((tmp_path / "m" / "sweep.json").read_text())
+    assert [r["fraction"] for r in matched["rows"]] == [1.0]
     assert main(["analyze", "cost", str(digits_db), "--out", str(tmp_path)]) == 0
     cost = json.loads((tmp_path / "cost.json").read_text())
     assert {r["estimator"] for r in cost["rows"]} >= {"fisher", "task_relatedness"}

@@ -20,6 +20,16 @@ def _open(db: str) -> Any:
     return ResultsStore(db)
 
 
+def _truth_fraction(text: str) -> float | None:
+    if text == "matched":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in (0, 1] or 'matched'; got {text!r}") from None
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     with _open(args.db) as store:
         n = store.export(args.out)
@@ -122,8 +132,9 @@ def register(sub: Any) -> None:
                    help="ground-truth estimator name: finetune (default) or linear_probe")
     a.add_argument("--fraction", type=float, default=1.0,
                    help="fraction of target data of the estimator rows (default 1.0)")
-    a.add_argument("--truth-fraction", dest="truth_fraction", type=float, default=1.0,
-                   help="fraction of the ground-truth rows (default 1.0)")
+    a.add_argument("--truth-fraction", dest="truth_fraction", type=_truth_fraction,
+                   default=1.0, help="fraction of the ground-truth rows (default 1.0), or "
+                   "'matched': the estimator row's own fraction and seed")
     a.add_argument("--encoder", help="correlation/decomposition: only this encoder")
     a.add_argument("--method", choices=("spearman", "pearson"), default="spearman")
     a.add_argument("--n-boot", dest="n_boot", type=int, default=1000)
