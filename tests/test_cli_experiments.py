@@ -145,6 +145,11 @@ def test_analyze_zoo_sweep_cost(digits_db, tmp_path, capsys):
     assert {r["estimator"] for r in cost["rows"]} >= {"fisher", "task_relatedness"}
     for name in ("zoo", "sweep", "cost"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # task-relatedness ran on one encoder only: no selection, and the summary says so
+    assert main(["analyze", "zoo", str(digits_db), "--out", str(tmp_path / "z"), *args,
+                 "--lower-is-better", "task_relatedness"]) == 0
+    z2 = json.loads((tmp_path / "z" / "zoo.json").read_text())
+    assert z2["summary"]["skipped_estimators"] == ["task_relatedness"]
     # an estimator of unknown orientation is an error naming the flag
     assert main(["analyze", "zoo", str(digits_db), "--out", str(tmp_path),
                  "--truth", "lda", "--estimators", "fisher"]) == 2

@@ -471,6 +471,7 @@ def zoo_selection_from_rows(
     rows = _check_rows(rows)
     names = estimators or sorted({r["estimator"] for r in rows} - set(TRUTHS) - {truth})
     all_rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for est in names:
         pairs = pair_with_truth(rows, est, truth=truth, fraction=fraction)
         sc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -481,6 +482,7 @@ def zoo_selection_from_rows(
         scores = {t: {e: float(np.mean(v)) for e, v in d.items()} for t, d in sc.items()
                   if len(d) >= 2}
         if not scores:
+            skipped.append(est)
             continue
         res = zoo_selection(scores, {t: tr[t] for t in scores},
                             higher_is_better(est, orientation), estimator=est, plot=False)
@@ -491,7 +493,8 @@ def zoo_selection_from_rows(
             f"{truth!r} ground truth at fraction {fraction}"
         )
     summary = _zoo_summary(all_rows)
-    summary.update(truth=truth, fraction=fraction)
+    # estimators without 2+ encoders on any target with a truth cannot select
+    summary.update(truth=truth, fraction=fraction, skipped_estimators=skipped)
     return Analysis("zoo", all_rows, summary, _zoo_figure(all_rows) if plot else None)
 
 
