@@ -1,0 +1,146 @@
+"""CLI: ``taskrel results export`` and ``taskrel analyze ...`` over a results store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .exceptions import TaskrelInputError
+
+ANALYSES = ("correlation", "zoo", "sweep", "decomposition", "cost")
+
+
+def _open(db: str) -> Any:
+    from .store import ResultsStore
+
+    if not Path(db).is_file():
+        raise TaskrelInputError(f"results database {db!r} does not exist")
+    return ResultsStore(db)
+
+
+def _truth_fraction(text: str) -> float | None:
+    if text == "matched":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in (0, 1] or 'matched'; got {text!r}") from None
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    with _open(args.db) as store:
+        n = store.export(args.out)
+    print(f"wrote {n} rows to {args.out}")
+    return 0
+
+
+def _orientation(args: argparse.Namespace) -> dict[str, bool]:
+    o = {n: False for n in args.lower_is_better or []}
+    o.update({n: True for n in args.higher_is_better or []})
+    return o
+
+
+def _analyze(args: argparse.Namespace) -> Any:
+    from . import analysis as A
+
+    with _open(args.db) as store:
+        rows = store.query()
+    if not rows:
+        raise TaskrelInputError(f"results database {args.db!r} has no rows")
+    o = _orientation(args)
+    kind = args.analysis
+    if kind == "correlation":
+        pairs = A.pair_with_truth(rows, args.estimator, truth=args.truth,
+                                  truth_fraction=args.truth_fraction,
+                                  fraction=args.fraction)
+        if args.encoder:
+            pairs = [p for p in pairs if p["encoder"] == args.encoder]
+        if len(pairs) < 3:
+            raise TaskrelInputError(
+                f"--estimator {args.estimator!r} has {len(pairs)} cells with "
+                f"{args.truth!r} truth at fraction {args.fraction}; need 3 or more"
+            )
+        return A.correlation(
+            [p["value"] for p in pairs], [p["truth"] for p in pairs],
+            n_boot=args.n_boot, seed=args.seed, xlabel=args.estimator,
+            ylabel=f"{args.truth} accuracy",
+            labels=[f"{p['encoder']}/{p['target']}/s{p['seed']}" for p in pairs])
+    if kind == "zoo":
+        return A.zoo_selection_from_rows(rows, truth=args.truth, fraction=args.fraction,
+                                         estimators=args.estimators, orientation=o)
+    if kind == "sweep":
+        return A.few_label_sweep(rows, truth=args.truth, truth_fraction=args.truth_fraction,
+                                 method=args.method, estimators=args.estimators,
+                                 orientation=o)
+    if kind == "decomposition":
+        rel = [r for r in rows if r["estimator"] == args.estimator
+               and abs(r["fraction"] - args.fraction) < 1e-12
+               and (args.encoder is None or r["encoder"] == args.encoder)]
+        encs = sorted({r["encoder"] for r in rel})
+        if not rel:
+            raise TaskrelInputError(
+                f"no {args.estimator!r} rows at fraction {args.fraction}"
+                + (f" for encoder {args.encoder!r}" if args.encoder else ""))
+        if len(encs) > 1:
+            raise TaskrelInputError(
+                f"--encoder is required when the store has several encoders: {encs}")
+        rel = [r for r in rel if r["seed"] == min(x["seed"] for x in rel)]
+        probe = {r["target"]: r["extra"].get("loss") for r in rows
+                 if r["estimator"] == "linear_probe" and r["encoder"] == encs[0]
+                 and r["seed"] == rel[0]["seed"]}
+        results = [{"target": r["target"], **r["extra"]} for r in rel]
+        return A.decomposition_plot(results, {t: v for t, v in probe.items()
+                                              if v is not None})
+    return A.cost_table(rows)
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    res = _analyze(args)
+    paths = res.write(args.out)
+    print(json.dumps(res.summary, indent=2, default=str)[:4000])
+    for k, p in paths.items():
+        print(f"wrote {k}: {p}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``results`` and ``analyze`` to the ``taskrel`` subcommands."""
+    r = sub.add_parser("results", help="results store: export rows")
+    rs = r.add_subparsers(dest="results_command", required=True)
+    e = rs.add_parser("export", help="write every row of DB to CSV or Parquet",
+                      description="Write every row of a results database to OUT "
+                      "(.csv, or .parquet with pyarrow installed).")
+    e.add_argument("db", help="results database (SQLite)")
+    e.add_argument("out", help="OUT.csv or OUT.parquet")
+    e.set_defaults(func=_cmd_export)
+
+    a = sub.add_parser(
+        "analyze", help="analyses of a results store (CSV, JSON and PNG)",
+        description="correlation: estimator vs ground truth with bootstrap CIs; "
+        "zoo: model selection per target; sweep: correlation per fraction of target "
+        "data; decomposition: the bound's terms per target; cost: seconds per cell.")
+    a.add_argument("analysis", choices=ANALYSES)
+    a.add_argument("db", help="results database (SQLite)")
+    a.add_argument("--out", required=True, help="output folder")
+    a.add_argument("--estimator", default="task_relatedness",
+                   help="estimator for correlation/decomposition (default task_relatedness)")
+    a.add_argument("--estimators", nargs="+", help="zoo/sweep: only these estimators")
+    a.add_argument("--truth", default="finetune",
+                   help="ground-truth estimator name: finetune (default) or linear_probe")
+    a.add_argument("--fraction", type=float, default=1.0,
+                   help="fraction of target data of the estimator rows (default 1.0)")
+    a.add_argument("--truth-fraction", dest="truth_fraction", type=_truth_fraction,
+                   default=1.0, help="fraction of the ground-truth rows (default 1.0), or "
+                   "'matched': the estimator row's own fraction and seed")
+    a.add_argument("--encoder", help="correlation/decomposition: only this encoder")
+    a.add_argument("--method", choices=("spearman", "pearson"), default="spearman")
+    a.add_argument("--n-boot", dest="n_boot", type=int, default=1000)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--lower-is-better", dest="lower_is_better", nargs="+", metavar="NAME",
+                   help="estimators whose lower values predict better transfer")
+    a.add_argument("--higher-is-better", dest="higher_is_better", nargs="+",
+                   metavar="NAME")
+    a.set_defaults(func=_cmd_analyze)

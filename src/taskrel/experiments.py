@@ -1,0 +1,500 @@
+"""Experiments as TOML configs, expanded to a grid of cells and run into a results store.
+
+A config names a reference task, target tasks, encoders, estimators, fractions of the
+target's training data and seeds; :func:`expand_grid` makes one :class:`~taskrel.store.Cell`
+per ``encoder x target x estimator x fraction x seed`` (plus the ground-truth cells),
+and :func:`run_grid` computes the cells the store lacks, through an executor, writing
+each result from the driver process as it arrives. The format is documented in
+``docs/experiments.md``; ``experiments/vision.toml`` and ``experiments/text.toml`` are
+the paper-style suites.
+
+Examples
+--------
+>>> cfg = parse_config({
+...     "name": "toy", "reference": "digits", "targets": ["digits"],
+...     "encoders": ["raw"], "estimators": ["task_relatedness"],
+...     "fractions": [0.5, 1.0], "seeds": [0, 1],
+...     "ground_truth": {"estimators": ["linear_probe"]}})
+>>> len(expand_grid(cfg))   # 1 x 1 x 1 estimator x 2 fractions x 2 seeds + 2 truths
+6
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import tomllib
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exceptions import TaskrelInputError
+from .executors import Executor, get_executor
+from .store import Cell, ResultsStore
+
+__all__ = [
+    "DatasetSpec",
+    "ExperimentConfig",
+    "GridReport",
+    "CellResult",
+    "load_config",
+    "parse_config",
+    "expand_grid",
+    "run_grid",
+    "subset_cells",
+]
+
+_TOP_KEYS = {
+    "name", "description", "reference", "targets", "encoders", "estimators",
+    "fractions", "seeds", "ground_truth", "finetune", "options", "quick",
+}
+_GT_KEYS = {"estimators", "fractions", "finetune_encoders"}
+_SPEC_KEYS = {"name", "dataset", "classes", "relabel", "transform", "subsample"}
+_TRANSFORM_KEYS = {"kind", "strength"}
+_GT_DEFAULT = ("linear_probe", "finetune")
+
+
+# ---------------------------------------------------------------------------------
+# config
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A task: a packaged dataset, optionally derived (class subset, relabelling,
+    image transformation), in the vocabulary of ``taskrel.data``.
+
+    ``classes`` keeps those class indices (``taskrel.data.subset_classes``);
+    ``relabel`` maps old class index ``i`` to ``relabel[i]`` (``taskrel.data.relabel``);
+    ``transform`` is ``{"kind": ..., "strength": ...}``
+    (``taskrel.data.transform_images``); ``subsample`` keeps that share of the
+    training rows (``taskrel.data.subsample``).
+    """
+
+    name: str
+    dataset: str
+    classes: tuple[int, ...] | None = None
+    relabel: tuple[int, ...] | None = None
+    transform: dict[str, Any] | None = None
+    subsample: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "dataset": self.dataset}
+        for k in ("classes", "relabel", "transform", "subsample"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    def load(self, *, seed: int = 0) -> Any:
+        """Build the task with ``taskrel.data`` (imported here, so configs parse
+        without it)."""
+        from . import data  # type: ignore[attr-defined]
+
+        ds = data.load_dataset(self.dataset)
+        if self.classes is not None:
+            ds = data.subset_classes(ds, list(self.classes))
+        if self.relabel is not None:
+            ds = data.relabel(ds, list(self.relabel))
+        if self.transform is not None:
+            ds = data.transform_images(ds, self.transform["kind"],
+                                       self.transform["strength"], seed=seed)
+        if self.subsample is not None:
+            ds = data.subsample(ds, fraction=self.subsample, seed=seed)
+        return ds
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A validated experiment config (see ``docs/experiments.md``)."""
+
+    name: str
+    reference: DatasetSpec
+    targets: tuple[DatasetSpec, ...]
+    encoders: tuple[str, ...]
+    estimators: tuple[str, ...]
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    truth_estimators: tuple[str, ...] = _GT_DEFAULT
+    truth_fractions: tuple[float, ...] = (1.0,)
+    finetune_encoders: tuple[str, ...] | None = None
+    finetune: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    quick: bool = False
+    path: str | None = None
+
+    def target(self, name: str) -> DatasetSpec:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise TaskrelInputError(
+            f"`target` must be one of {[t.name for t in self.targets]}; got {name!r}"
+        )
+
+
+def _err(key: str, expected: str, got: Any) -> TaskrelInputError:
+    return TaskrelInputError(f"config key `{key}` must be {expected}; got {got!r}")
+
+
+def _str(v: Any, key: str) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise _err(key, "a non-empty string", v)
+    return v
+
+
+def _str_list(v: Any, key: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    if not isinstance(v, list) or (not v and not allow_empty):
+        raise _err(key, "a non-empty list of strings", v)
+    out = tuple(_str(x, f"{key}[{i}]") for i, x in enumerate(v))
+    dup = sorted({x for x in out if out.count(x) > 1})
+    if dup:
+        raise _err(key, "a list without duplicates", dup)
+    return out
+
+
+def _int_list(v: Any, key: str, *, nonneg: bool = True) -> tuple[int, ...]:
+    if not isinstance(v, list) or not v:
+        raise _err(key, "a non-empty list of integers", v)
+    for i, x in enumerate(v):
+        if isinstance(x, bool) or not isinstance(x, int) or (nonneg and x < 0):
+            raise _err(f"{key}[{i}]", "a non-negative integer", x)
+    return tuple(v)
+
+
+def _fractions(v: Any, key: str) -> tuple[float, ...]:
+    if not isinstance(v, list) or not v:
+        raise _err(key, "a non-empty list of numbers in (0, 1]", v)
+    out = []
+    for i, x in enumerate(v):
+        if (isinstance(x, bool) or not isinstance(x, (int, float))
+                or not math.isfinite(x) or not 0 < x <= 1):
+            raise _err(f"{key}[{i}]", "a number in (0, 1]", x)
+        out.append(float(x))
+    if len(set(out)) != len(out):
+        raise _err(key, "a list without duplicates", v)
+    return tuple(out)
+
+
+def _check_keys(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(d) - allowed)
+    if extra:
+        prefix = f"{where}." if where else ""
+        raise TaskrelInputError(
+            f"unknown config key `{prefix}{extra[0]}`; allowed keys"
+            f"{' in ' + where if where else ''}: {sorted(allowed)}"
+        )
+
+
+def _spec(v: Any, key: str) -> DatasetSpec:
+    if isinstance(v, str):
+        return DatasetSpec(name=_str(v, key), dataset=v)
+    if not isinstance(v, Mapping):
+        raise _err(key, "a dataset name or a table with `name`", v)
+    _check_keys(v, _SPEC_KEYS, key)
+    if "name" not in v:
+        raise TaskrelInputError(f"config key `{key}.name` is required")
+    name = _str(v["name"], f"{key}.name")
+    dataset = _str(v.get("dataset", name), f"{key}.dataset")
+    classes = relabel = transform = sub = None
+    if "classes" in v:
+        classes = _int_list(v["classes"], f"{key}.classes")
+    if "relabel" in v:
+        relabel = _int_list(v["relabel"], f"{key}.relabel")
+    if "transform" in v:
+        t = v["transform"]
+        if not isinstance(t, Mapping):
+            raise _err(f"{key}.transform", "a table {kind, strength}", t)
+        _check_keys(t, _TRANSFORM_KEYS, f"{key}.transform")
+        if "kind" not in t or "strength" not in t:
+            raise TaskrelInputError(
+                f"config key `{key}.transform` needs `kind` and `strength`; got {dict(t)}"
+            )
+        s = t["strength"]
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
+            raise _err(f"{key}.transform.strength", "a number", s)
+        transform = {"kind": _str(t["kind"], f"{key}.transform.kind"), "strength": s}
+    if "subsample" in v:
+        sub = _fractions([v["subsample"]], f"{key}.subsample")[0]
+    return DatasetSpec(name, dataset, classes, relabel, transform, sub)
+
+
+def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
+                 path: str | None = None) -> ExperimentConfig:
+    """Validate a config dict (as read from TOML); errors name the offending key.
+
+    With ``quick=True`` the keys of the ``[quick]`` table override the top-level
+    ones; ``quick.targets`` is a list of target *names* to keep.
+    """
+    if not isinstance(raw, Mapping):
+        raise TaskrelInputError(f"`raw` must be a mapping; got {type(raw).__name__}")
+    _check_keys(raw, _TOP_KEYS, "")
+    d = dict(raw)
+    for req in ("name", "reference", "targets", "encoders", "estimators"):
+        if req not in d:
+            raise TaskrelInputError(f"config key `{req}` is required")
+    targets_all = d["targets"]
+    if not isinstance(targets_all, list) or not targets_all:
+        raise _err("targets", "a non-empty list of dataset names or tables", targets_all)
+    targets = tuple(_spec(t, f"targets[{i}]") for i, t in enumerate(targets_all))
+    names = [t.name for t in targets]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise _err("targets", "tasks with distinct names", dup)
+
+    q = d.get("quick", {})
+    if not isinstance(q, Mapping):
+        raise _err("quick", "a table", q)
+    _check_keys(q, _TOP_KEYS - {"quick", "name", "reference", "description"}, "quick")
+    if quick:
+        for k, v in q.items():
+            if k == "targets":
+                keep = _str_list(v, "quick.targets")
+                unknown = [n for n in keep if n not in names]
+                if unknown:
+                    raise _err("quick.targets", f"names among {names}", unknown)
+                targets = tuple(t for t in targets if t.name in keep)
+            elif isinstance(v, Mapping) and isinstance(d.get(k), Mapping):
+                d[k] = {**d[k], **v}
+            else:
+                d[k] = v
+
+    gt = d.get("ground_truth", {})
+    if not isinstance(gt, Mapping):
+        raise _err("ground_truth", "a table", gt)
+    _check_keys(gt, _GT_KEYS, "ground_truth")
+    encoders = _str_list(d["encoders"], "encoders")
+    ft_enc = None
+    if "finetune_encoders" in gt:
+        ft_enc = _str_list(gt["finetune_encoders"], "ground_truth.finetune_encoders",
+                           allow_empty=True)
+        bad = [e for e in ft_enc if e not in encoders]
+        if bad and not quick:
+            raise _err("ground_truth.finetune_encoders", f"names among {list(encoders)}", bad)
+        ft_enc = tuple(e for e in ft_enc if e in encoders)
+    for k in ("finetune", "options"):
+        if not isinstance(d.get(k, {}), Mapping):
+            raise _err(k, "a table", d[k])
+    return ExperimentConfig(
+        name=_str(d["name"], "name"),
+        reference=_spec(d["reference"], "reference"),
+        targets=targets,
+        encoders=encoders,
+        estimators=_str_list(d["estimators"], "estimators", allow_empty=True),
+        fractions=_fractions(d.get("fractions", [1.0]), "fractions"),
+        seeds=_int_list(d.get("seeds", [0]), "seeds"),
+        truth_estimators=_str_list(list(gt.get("estimators", _GT_DEFAULT)),
+                                   "ground_truth.estimators", allow_empty=True),
+        truth_fractions=_fractions(gt.get("fractions", [1.0]), "ground_truth.fractions"),
+        finetune_encoders=ft_enc,
+        finetune=dict(d.get("finetune", {})),
+        options=dict(d.get("options", {})),
+        description=str(d.get("description", "")),
+        quick=quick,
+        path=path,
+    )
+
+
+def load_config(path: str | os.PathLike[str], *, quick: bool = False) -> ExperimentConfig:
+    """Read and validate a TOML experiment config."""
+    p = Path(path)
+    if not p.is_file():
+        raise TaskrelInputError(f"`path`: config file {str(p)!r} does not exist")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskrelInputError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    try:
+        return parse_config(raw, quick=quick, path=str(p))
+    except TaskrelInputError as exc:
+        raise TaskrelInputError(f"{p.name}: {exc}") from None
+
+
+def expand_grid(config: ExperimentConfig) -> list[Cell]:
+    """Every cell of the config: estimators over ``fractions x seeds`` and ground
+    truths over ``ground_truth.fractions x seeds`` (``finetune`` only for
+    ``ground_truth.finetune_encoders`` when that list is given)."""
+    if not isinstance(config, ExperimentConfig):
+        raise TaskrelInputError(
+            f"`config` must be an ExperimentConfig; got {type(config).__name__}"
+        )
+    ref = config.reference.name
+    cells = []
+    for enc in config.encoders:
+        for tgt in config.targets:
+            for est in config.estimators:
+                for fr in config.fractions:
+                    for s in config.seeds:
+                        cells.append(Cell(enc, ref, tgt.name, fr, s, est))
+            for est in config.truth_estimators:
+                if (est == "finetune" and config.finetune_encoders is not None
+                        and enc not in config.finetune_encoders):
+                    continue
+                for fr in config.truth_fractions:
+                    for s in config.seeds:
+                        cells.append(Cell(enc, ref, tgt.name, fr, s, est))
+    return cells
+
+
+# ---------------------------------------------------------------------------------
+# running
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CellResult:
+    """What a cell function may return instead of a bare float."""
+
+    value: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GridReport:
+    """Counts of one :func:`run_grid` call; ``failed`` holds ``(cell, message)``."""
+
+    total: int
+    skipped: int
+    computed: int
+    failed: tuple[tuple[Cell, str], ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class _Timed:
+    """Wraps a cell function so the worker measures its own seconds (picklable)."""
+
+    def __init__(self, fn: Callable[[Cell], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, cell: Cell) -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        out = self.fn(cell)
+        return out, time.perf_counter() - t0
+
+
+def _unpack(out: Any, cell: Cell) -> tuple[float | None, dict[str, Any]]:
+    if isinstance(out, CellResult):
+        return out.value, dict(out.extra)
+    if isinstance(out, Mapping):
+        if "value" not in out:
+            raise TaskrelInputError(
+                f"cell function returned a mapping without 'value' for {cell}: {sorted(out)}"
+            )
+        return out["value"], dict(out.get("extra") or {})
+    if out is None or isinstance(out, (int, float)) and not isinstance(out, bool):
+        return out, {}
+    try:
+        return float(out), {}
+    except (TypeError, ValueError):
+        raise TaskrelInputError(
+            "a cell function must return a float, None, a CellResult or a mapping "
+            f"with 'value'; got {type(out).__name__} for {cell}"
+        ) from None
+
+
+def run_grid(
+    config_or_cells: ExperimentConfig | Iterable[Cell],
+    cell_fn: Callable[[Cell], Any],
+    store: ResultsStore,
+    *,
+    executor: str | Executor = "local",
+    progress: bool = True,
+    executor_options: Mapping[str, Any] | None = None,
+) -> GridReport:
+    """Compute the cells the store lacks and write each result as it arrives.
+
+    Parameters
+    ----------
+    config_or_cells : ExperimentConfig or iterable of Cell
+        The grid (a config is expanded with :func:`expand_grid`).
+    cell_fn : callable
+        ``cell_fn(cell)`` returns the cell's value: a float (or None), a
+        :class:`CellResult`, or a mapping with ``value`` and optional ``extra``.
+        For the Ray executor it must be picklable (a module-level function).
+    store : ResultsStore
+        Where rows go; cells it already has are skipped.
+    executor : str or executor object
+        ``"local"`` (serial, in-process) or ``"ray"``; see :mod:`taskrel.executors`.
+    progress : bool
+        Show a tqdm bar on stderr.
+    executor_options : mapping, optional
+        Keyword arguments for :func:`taskrel.executors.get_executor`.
+
+    Returns
+    -------
+    GridReport
+        A cell that raised is not written (a rerun tries it again); its message is in
+        ``failed`` and a warning is emitted.
+    """
+    if not isinstance(store, ResultsStore):
+        raise TaskrelInputError(f"`store` must be a ResultsStore; got {type(store).__name__}")
+    if not callable(cell_fn):
+        raise TaskrelInputError(f"`cell_fn` must be callable; got {type(cell_fn).__name__}")
+    if isinstance(config_or_cells, ExperimentConfig):
+        cells = expand_grid(config_or_cells)
+    else:
+        cells = list(config_or_cells)
+        bad = [c for c in cells if not isinstance(c, Cell)]
+        if bad:
+            raise TaskrelInputError(
+                f"`config_or_cells` must be an ExperimentConfig or Cells; got {bad[0]!r}"
+            )
+        cells = list(dict.fromkeys(cells))
+    ex = (get_executor(executor, **dict(executor_options or {}))
+          if isinstance(executor, str) else executor)
+    if not hasattr(ex, "imap_unordered"):
+        raise TaskrelInputError(
+            f"`executor` must be a name or have imap_unordered; got {type(ex).__name__}"
+        )
+    t0 = time.perf_counter()
+    done = store.keys()
+    todo = [c for c in cells if c not in done]
+    failed: list[tuple[Cell, str]] = []
+    computed = 0
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for cell, res in ex.imap_unordered(_Timed(cell_fn), todo):
+            bar.update(1)
+            if isinstance(res, BaseException):
+                failed.append((cell, f"{type(res).__name__}: {res}"))
+                bar.set_postfix(failed=len(failed))
+                continue
+            out, seconds = res
+            try:
+                value, extra = _unpack(out, cell)
+                store.put(cell, value, extra=extra, seconds=seconds)
+            except TaskrelInputError as exc:
+                failed.append((cell, f"{type(exc).__name__}: {exc}"))
+                continue
+            computed += 1
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(todo)} cells failed (not written; a rerun retries "
+            f"them); first: {failed[0][0]}: {failed[0][1]}",
+            RuntimeWarning, stacklevel=2,
+        )
+    return GridReport(
+        total=len(cells), skipped=len(cells) - len(todo), computed=computed,
+        failed=tuple(failed), seconds=time.perf_counter() - t0,
+    )
+
+
+def subset_cells(cells: Sequence[Cell], **where: Any) -> list[Cell]:
+    """The cells whose fields equal the given values (a value or a collection)."""
+    def ok(c: Cell) -> bool:
+        for k, v in where.items():
+            cv = getattr(c, k)
+            if isinstance(v, (list, tuple, set, frozenset)):
+                if cv not in v:
+                    return False
+            elif cv != v:
+                return False
+        return True
+
+    return [c for c in cells if ok(c)]
+

@@ -1,0 +1,122 @@
+"""Ground truth: end-to-end fine-tuning of a tiny CNN on real digits, and the probe cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from taskrel.exceptions import TaskrelInputError
+from taskrel.finetune import finetune, linear_probe_cell
+from taskrel.probe import linear_probe
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads oversubscribe (8x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, padding=1, stride=2), torch.nn.ReLU(),
+        torch.nn.Flatten(),
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_images():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)  # images stay 2-D until preprocess
+    return X[:800], y[:800], X[1400:], y[1400:]
+
+
+def _pre(batch):
+    return torch.as_tensor(batch)[:, None]  # add the channel axis per batch
+
+
+def test_finetune_beats_chance_and_is_deterministic(digits_images):
+    Xtr, ytr, Xte, yte = digits_images
+    net = _cnn()
+    before = [p.detach().clone() for p in net.parameters()]
+    kw = dict(steps=80, lr=1e-2, head_lr_mult=1.0, batch_size=64, seed=0, device="cpu")
+    r1 = finetune(net, _pre, Xtr, ytr, Xte, yte, **kw)
+    r2 = finetune(net, _pre, Xtr, ytr, Xte, yte, **kw)
+    # 10 balanced classes: chance is 0.10 accuracy and log(10) = 2.30 nats
+    assert r1.test_accuracy > 0.8 and r1.test_loss < 1.0
+    assert (r1.test_accuracy, r1.test_loss, r1.train_loss) == (
+        r2.test_accuracy, r2.test_loss, r2.train_loss)
+    short = dict(kw, steps=5)
+    assert (finetune(net, _pre, Xtr, ytr, Xte, yte, **short).test_loss
+            != finetune(net, _pre, Xtr, ytr, Xte, yte, **dict(short, seed=1)).test_loss)
+    # the caller's module is not trained in place
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    rec = r1.recipe
+    assert rec["optimizer"] == "AdamW" and rec["steps"] == 80 and rec["n_classes"] == 10
+    assert rec["n_train"] == 800 and rec["n_test"] == len(yte) and rec["feature_dim"] == 256
+    assert r1.seconds > 0
+
+
+def test_finetune_list_inputs_and_label_values():
+    # string-free list inputs and non-contiguous integer labels
+    rng = np.random.default_rng(0)
+    y = np.repeat([3, 7], 30)
+    X = [row for row in (2.0 * (y[:, None] == 7) + rng.normal(size=(60, 4))).astype(
+        np.float32)]
+    enc = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh())
+    r = finetune(enc, lambda b: torch.as_tensor(np.stack(b)), X[::2], y[::2], X[1::2],
+                 y[1::2], epochs=10, batch_size=8, lr=1e-2, device="cpu")
+    assert r.recipe["steps"] == 10 * 4 and r.test_accuracy > 0.8
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(steps=0), "`steps` must be an integer > 0; got 0"),
+    (dict(steps=5, epochs=1), "give `steps` or `epochs`, not both"),
+    (dict(lr=-1.0), "`lr` must be a number > 0; got -1.0"),
+    (dict(batch_size=2.5), "`batch_size` must be an integer; got 2.5"),
+    (dict(warmup=1.0), r"`warmup` must be a number in \[0, 1\); got 1.0"),
+    (dict(device="tpu"), "`device` must be one of"),
+])
+def test_finetune_validation(kw, match):
+    X = np.zeros((6, 3), np.float32)
+    y = np.array([0, 0, 0, 1, 1, 1])
+    with pytest.raises(TaskrelInputError, match=match):
+        finetune(torch.nn.Linear(3, 2), None, X, y, X, y, **kw)
+
+
+def test_finetune_input_errors():
+    X = np.zeros((6, 3), np.float32)
+    y = np.array([0, 0, 0, 1, 1, 1])
+    with pytest.raises(TaskrelInputError, match="`module` must be a torch.nn.Module"):
+        finetune(lambda x: x, None, X, y, X, y)
+    with pytest.raises(TaskrelInputError, match=r"`y_test` has labels absent from `y_train`: \[5\]"):
+        finetune(torch.nn.Linear(3, 2), None, X, y, X, np.array([0, 1, 5, 0, 1, 0]))
+    with pytest.raises(TaskrelInputError, match="inconsistent numbers of samples"):
+        finetune(torch.nn.Linear(3, 2), None, X, y[:5], X, y)
+
+
+def test_linear_probe_cell_wraps_linear_probe(digits_images):
+    Xtr, ytr, Xte, yte = digits_images
+    F, Fte = Xtr[:400].reshape(400, -1), Xte.reshape(len(Xte), -1)
+    ytr = ytr[:400]
+    out = linear_probe_cell(F, ytr, Fte, yte, tau=0.5, device="cpu")
+    ref = linear_probe(F, ytr, Fte, yte, tau=0.5, device="cpu")
+    assert out["value"] == ref.accuracy and out["extra"]["loss"] == ref.loss
+    assert out["value"] > 0.8  # pixels of digits are close to linearly separable
+    # tau="auto" is log K / median distance between class means of the standardized
+    # training features (taskrel.auto_tau), recomputed here with numpy
+    F2, y2 = F[:200], ytr[:200]
+    auto = linear_probe_cell(F2, y2, Fte[:50], yte[:50], device="cpu")
+    sd = F2.std(0)
+    Z2 = (F2 - F2.mean(0)) / np.where(sd > 0, sd, 1.0)
+    mus = np.stack([Z2[y2 == k].mean(0) for k in range(10)])
+    d = np.linalg.norm(mus[:, None] - mus[None], axis=-1)[np.triu_indices(10, 1)]
+    assert auto["extra"]["tau"] == pytest.approx(np.log(10) / np.median(d), rel=1e-5)
+    with pytest.raises(TaskrelInputError, match="`tau` must be a positive number or 'auto'"):
+        linear_probe_cell(F, ytr, Fte, yte, tau="paper")
