@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="OUT.json", help="write the full result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=_cmd_relate)
+    from . import cli_extract
+
+    cli_extract.register(sub)
     return p
 
 
