@@ -290,6 +290,27 @@ def _effnet_features(net: Any) -> Any:
     return EffNetFeatures(net)
 
 
+def _reinit(net: Any) -> None:
+    """Random initialisation: Kaiming-normal (fan-in, ReLU gain)
+    convolutions, unit batch norms, small uniform linear layers. Keeps the
+    activations O(1) through the depth (the package's default init shrinks them to
+    ~1e-10 by the last layer)."""
+    import torch.nn as nn
+
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            r = 1.0 / m.out_features ** 0.5
+            nn.init.uniform_(m.weight, -r, r)
+            nn.init.zeros_(m.bias)
+
+
 def _effnet(variant: int, *, pretrained: bool = True, image_size: int | None = None,
             seed: int = 0, device: str = "auto") -> Encoder:
     import torch
@@ -314,7 +335,8 @@ def _effnet(variant: int, *, pretrained: bool = True, image_size: int | None = N
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             net = lib.EfficientNet.from_name(arch)
-        key.update(weights=f"random init, seed {int(seed)}")
+            _reinit(net)
+        key.update(weights=f"random init (Kaiming fan-in convs), seed {int(seed)}")
         name = f"effnet_lite{variant}_random"
     net.eval()
     native = int(lib.EfficientNet.get_image_size(arch))
