@@ -150,7 +150,7 @@ def test_lite0_probe_beats_random_init_on_fashion_mnist():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    ds = subsample(load_dataset("fashion_mnist"), per_class=30, seed=0)
+    ds = subsample(load_dataset("fashion_mnist"), per_class=20, seed=0)
     acc = {}
     for name in ("effnet_lite0", "effnet_lite0_random"):
         t = extract_task(load_encoder(name, image_size=64, device="cpu"), ds,
