@@ -246,7 +246,7 @@ class TorchImageEncoder(Encoder):
         arr = np.asarray(images)
         if arr.ndim == 2:
             arr = arr[None]
-        x = torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
+        x = torch.from_numpy(np.array(arr, dtype=np.uint8)).float().div_(255.0)
         x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         h, w = x.shape[-2:]
         s = self.image_size
