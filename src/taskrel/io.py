@@ -1,7 +1,9 @@
 """Task files (``.npz``) and atomic writes.
 
 A task file holds ``features`` (n x d floats) and ``labels`` (n ints), optionally
-``test_features``, ``test_labels`` and ``class_names``. Extra keys (metadata) are kept.
+``test_features``, ``test_labels``, ``class_names``, and ``source_probs`` /
+``test_source_probs`` (n x C_s probabilities of the encoder's own classification head,
+used by LEEP and NCE). Extra keys (metadata) are kept.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Task:
     class_names: list[str] | None = None
     path: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    source_probs: NDArray[Any] | None = None
+    test_source_probs: NDArray[Any] | None = None
 
 
 def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> Task:
@@ -57,7 +61,8 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
             f"task file {str(p)!r}: 'test_features' and 'test_labels' go together"
         )
     names = data.get("class_names")
-    known = {"features", "labels", "test_features", "test_labels", "class_names"}
+    known = {"features", "labels", "test_features", "test_labels", "class_names",
+             "source_probs", "test_source_probs"}
     meta = {k: v.tolist() for k, v in data.items() if k not in known}
     return Task(
         features=data["features"],
@@ -67,6 +72,8 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
         class_names=None if names is None else [str(n) for n in names.tolist()],
         path=str(p),
         meta=meta,
+        source_probs=data.get("source_probs"),
+        test_source_probs=data.get("test_source_probs"),
     )
 
 
