@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from . import cli_scores
 from .exceptions import TaskrelInputError
 
 EXIT_USAGE = 2
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="OUT.json", help="write the full result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=_cmd_relate)
+    cli_scores.register(sub)
     return p
 
 

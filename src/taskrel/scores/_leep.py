@@ -63,7 +63,7 @@ def leep(source_probs: ArrayLike, labels: ArrayLike) -> float:
     --------
     >>> P = [[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9]]
     >>> round(leep(P, [0, 0, 1, 1]), 4)
-    -0.3638
+    -0.2955
     """
     P = check_probabilities(source_probs, "source_probs")
     _, y = check_labels(labels, "labels", min_per_class=1)

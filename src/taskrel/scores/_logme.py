@@ -15,6 +15,8 @@ from ._registry import register_score
 
 #: Singular values below this fraction of the largest are treated as zero.
 _SV_RTOL = 1e-10
+#: alpha/beta beyond this multiple of the largest sigma^2 means "prior only" (gamma ~ 0).
+_T_MAX = 1e10
 
 
 def _spectrum(X: NDArray[np.float64], Y: NDArray[np.float64]
@@ -71,6 +73,10 @@ def _fixed_point(s2: NDArray[np.float64], z: NDArray[np.float64], yy: float, n: 
         beta = (n - gamma) / max(res2, 1e-300)
         t_new = alpha / beta
         if abs(t_new - t) / t <= tol:
+            return alpha, beta, True
+        if s2.size == 0 or t_new > _T_MAX * float(s2[-1]):
+            # No signal: alpha/beta grows without bound (m -> 0) and the evidence has
+            # reached its limit to ~1e-10 relative; stop there.
             return alpha, beta, True
         t = t_new
     return alpha, beta, False

@@ -59,21 +59,6 @@ def _ot_terms(source_features: Any, source_labels: Any, target_features: Any,
     return W, ce
 
 
-_DOC_PARAMS = """
-    Parameters
-    ----------
-    source_features : array-like of shape (n_source, n_features)
-    source_labels : array-like of shape (n_source,)
-    target_features : array-like of shape (n_target, n_features)
-        Same encoder, same dimension as the source features.
-    target_labels : array-like of shape (n_target,)
-    max_samples : int or None, default 2000
-        Each side is subsampled (seeded, uniformly) to at most this many samples before
-        the exact OT: the coupling is n_s x n_t. None uses everything.
-    metric : {'sqeuclidean', 'euclidean'}, default 'sqeuclidean'
-        Ground cost (``ot.dist``).
-    seed : int, default 0
-"""
 
 
 @register_score(
@@ -96,7 +81,21 @@ def ot_nce(source_features: ArrayLike, source_labels: ArrayLike,
         \hat P(y_s, y_t) = \sum_{i: y^s_i=y_s}\sum_{j: y^t_j=y_t}\pi^*_{ij},\quad
         \mathrm{OT\text{-}NCE} = \sum_{y_s, y_t}\hat P(y_s, y_t)
         \log\frac{\hat P(y_s, y_t)}{\hat P(y_s)}.
-    """ + _DOC_PARAMS + r"""
+
+    Parameters
+    ----------
+    source_features : array-like of shape (n_source, n_features)
+    source_labels : array-like of shape (n_source,)
+    target_features : array-like of shape (n_target, n_features)
+        Same encoder, same dimension as the source features.
+    target_labels : array-like of shape (n_target,)
+    max_samples : int or None, default 2000
+        Each side is subsampled (seeded, uniformly) to at most this many samples before
+        the exact OT: the coupling is n_s x n_t. None uses everything.
+    metric : {'sqeuclidean', 'euclidean'}, default 'sqeuclidean'
+        Ground cost (``ot.dist``).
+    seed : int, default 0
+
     Returns
     -------
     float
@@ -135,7 +134,21 @@ def otce(source_features: ArrayLike, source_labels: ArrayLike,
     difference) and :math:`H(Y_t\mid Y_s)` the conditional entropy of :func:`ot_nce`
     (task difference). The paper fits the two weights and a bias on auxiliary tasks
     with known transfer accuracy; without them both weights default to 1.
-    """ + _DOC_PARAMS + r"""    lambda_w, lambda_ce : float, default 1.0
+
+    Parameters
+    ----------
+    source_features : array-like of shape (n_source, n_features)
+    source_labels : array-like of shape (n_source,)
+    target_features : array-like of shape (n_target, n_features)
+        Same encoder, same dimension as the source features.
+    target_labels : array-like of shape (n_target,)
+    max_samples : int or None, default 2000
+        Each side is subsampled (seeded, uniformly) to at most this many samples before
+        the exact OT: the coupling is n_s x n_t. None uses everything.
+    metric : {'sqeuclidean', 'euclidean'}, default 'sqeuclidean'
+        Ground cost (``ot.dist``).
+    seed : int, default 0
+    lambda_w, lambda_ce : float, default 1.0
         Weights of the two terms.
 
     Returns
