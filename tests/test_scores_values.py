@@ -221,3 +221,13 @@ def test_pactran_prefers_separable_labels(global_random_seed):
     rng = np.random.default_rng(global_random_seed)
     assert pactran_gaussian(X, y, max_iter=300) < pactran_gaussian(
         X, rng.permutation(y), max_iter=300)
+
+
+@pytest.mark.parametrize("name", ["logme", "regularized_h_score", "transrate", "gbc",
+                                  "sfda", "pactran_gaussian", "knn_accuracy", "nleep"])
+def test_fewer_samples_than_features_is_handled(name):
+    from taskrel.scores import get_score
+
+    X, y = _toy(1, n_per=4, d=40)  # n = 12 < d = 40: regularized or exact, never NaN
+    v = get_score(name).func(X, y)
+    assert np.isfinite(v)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._common import class_means, features_labels, need_more_samples
+from ._common import class_means, features_labels, gram, need_more_samples
 from ._registry import register_score
 
 
@@ -74,7 +74,7 @@ def h_score(features: ArrayLike, labels: ArrayLike) -> float:
     n, d = X.shape
     need_more_samples("h_score", n, d, "use regularized_h_score or reduce the features")
     Xc, M = _between(X, y, C)
-    w, V = np.linalg.eigh(Xc.T @ Xc)
+    w, V = np.linalg.eigh(gram(Xc))
     cutoff = max(n, d) * np.finfo(np.float64).eps * max(float(w[-1]), 0.0)
     return _pinv_trace(w, V, M, cutoff)
 
@@ -141,7 +141,7 @@ def regularized_h_score(features: ArrayLike, labels: ArrayLike) -> float:
     X, y, C = features_labels(features, labels)
     n, d = X.shape
     Xc, M = _between(X, y, C)
-    S = Xc.T @ Xc / n
+    S = gram(Xc) / n
     alpha = ledoit_wolf_shrinkage(Xc, S)
     w, V = np.linalg.eigh(S)
     mu = float(np.trace(S)) / d

@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .._validation import check_positive
 from ..exceptions import ConvergenceWarning
-from ._common import features_labels, onehot
+from ._common import features_labels, gram, onehot
 from ._registry import register_score
 
 #: Singular values below this fraction of the largest are treated as zero.
@@ -28,14 +28,12 @@ def _spectrum(X: NDArray[np.float64], Y: NDArray[np.float64]
     """
     n, d = X.shape
     if n > d:
-        G = X.T @ X
-        s2, V = np.linalg.eigh(G)
+        s2, V = np.linalg.eigh(gram(X))
         keep = s2 > _SV_RTOL * max(float(s2[-1]), 0.0)
         s2, V = s2[keep], V[:, keep]
         Z = (V.T @ (X.T @ Y)) / np.sqrt(s2)[:, None]
     else:
-        K = X @ X.T
-        s2, U = np.linalg.eigh(K)
+        s2, U = np.linalg.eigh(gram(X, rows=True))
         keep = s2 > _SV_RTOL * max(float(s2[-1]), 0.0)
         s2, U = s2[keep], U[:, keep]
         Z = U.T @ Y

@@ -7,7 +7,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import softmax
 
 from .._validation import check_positive
-from ._common import class_means, features_labels
+from ._common import class_means, features_labels, gram
 from ._registry import register_score
 
 
@@ -17,7 +17,7 @@ def _lda_proba(X: NDArray[np.float64], y: NDArray[np.int64], C: int,
     n, d = X.shape
     means, counts = class_means(X, y, C)
     R = X - means[y]
-    Sw = R.T @ R / n  # sum_c pi_c cov_c (biased)
+    Sw = gram(R) / n  # sum_c pi_c cov_c (biased)
     w, V = np.linalg.eigh(Sw)
     w = w.clip(min=0)
     if shrinkage is None:

@@ -7,14 +7,14 @@ import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
 from .._validation import check_positive
-from ._common import features_labels
+from ._common import features_labels, gram
 from ._registry import register_score
 
 
 def _coding_rate(Z: NDArray[np.float64], eps: float) -> float:
     """R(Z, eps) = 1/2 logdet(I_d + Z^T Z / (m eps)) via the smaller Gram (Sylvester)."""
     m, d = Z.shape
-    G = Z.T @ Z if m > d else Z @ Z.T
+    G = gram(Z, rows=m <= d)
     G /= m * eps
     G[np.diag_indices_from(G)] += 1.0
     L = scipy.linalg.cholesky(G, lower=True, check_finite=False)
