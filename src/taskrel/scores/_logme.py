@@ -10,18 +10,23 @@ from numpy.typing import ArrayLike, NDArray
 
 from .._validation import check_positive
 from ..exceptions import ConvergenceWarning
-from ._common import features_labels, gram, onehot
+from ._common import class_sums, features_labels, gram, onehot
 from ._registry import register_score
 
 #: Singular values below this fraction of the largest are treated as zero.
 _SV_RTOL = 1e-10
 #: alpha/beta beyond this multiple of the largest sigma^2 means "prior only" (gamma ~ 0).
 _T_MAX = 1e10
+#: Stop when ten fixed-point steps change the per-sample log evidence by less than this.
+_EV_TOL = 1e-9
 
 
-def _spectrum(X: NDArray[np.float64], Y: NDArray[np.float64]
+def _spectrum(X: NDArray[np.float64], Y: NDArray[np.float64],
+              XtY: NDArray[np.float64] | None = None
               ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Return (sigma2 [r], Z = U^T Y [r x C], ||Y_k||^2 [C]) from one symmetric eigh.
+
+    ``XtY`` (d x C) may be passed precomputed (class sums for one-hot Y).
 
     Uses the Gram matrix of the smaller side (d x d when n > d, else n x n), so U
     (n x r) is never formed when n > d.
@@ -31,7 +36,8 @@ def _spectrum(X: NDArray[np.float64], Y: NDArray[np.float64]
         s2, V = np.linalg.eigh(gram(X))
         keep = s2 > _SV_RTOL * max(float(s2[-1]), 0.0)
         s2, V = s2[keep], V[:, keep]
-        Z = (V.T @ (X.T @ Y)) / np.sqrt(s2)[:, None]
+        XtY = X.T @ Y if XtY is None else XtY
+        Z = (V.T @ XtY) / np.sqrt(s2)[:, None]
     else:
         s2, U = np.linalg.eigh(gram(X, rows=True))
         keep = s2 > _SV_RTOL * max(float(s2[-1]), 0.0)
@@ -57,8 +63,21 @@ def _evidence(s2: NDArray[np.float64], z: NDArray[np.float64], yy: float, n: int
     return L / n
 
 
+def _evidences(s2: NDArray[np.float64], Z2: NDArray[np.float64],
+               tail: NDArray[np.float64], n: int, d: int, alpha: NDArray[np.float64],
+               beta: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Vectorized :func:`_evidence` over columns (Z2 = Z**2, tail = ||y||^2 - ||z||^2)."""
+    s = s2[:, None]
+    denom = alpha + beta * s
+    m2 = np.sum(beta**2 * s * Z2 / denom**2, axis=0)
+    res2 = np.sum((alpha / denom) ** 2 * Z2, axis=0) + tail
+    logdet = np.sum(np.log(denom), axis=0) + (d - s2.size) * np.log(alpha)
+    return (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
+            - beta * res2 - alpha * m2 - logdet) / (2.0 * n)
+
+
 def _fixed_point(s2: NDArray[np.float64], Z: NDArray[np.float64],
-                 yy: NDArray[np.float64], n: int, max_iter: int, tol: float
+                 yy: NDArray[np.float64], n: int, d: int, max_iter: int, tol: float
                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """MacKay/LogME fixed point for (alpha, beta), all classes (columns of Z) at once.
 
@@ -70,10 +89,11 @@ def _fixed_point(s2: NDArray[np.float64], Z: NDArray[np.float64],
     Z2 = Z**2
     tail = np.maximum(yy - Z2.sum(axis=0), 0.0)
     done = np.zeros(C, dtype=bool)
+    ev = np.full(C, -np.inf)
     s = s2[:, None]
     top = float(s2[-1]) if s2.size else 0.0
     low = float(s2[0]) if s2.size else 0.0
-    for _ in range(max_iter):
+    for it in range(max_iter):
         a = ~done
         if not a.any():
             break
@@ -86,11 +106,16 @@ def _fixed_point(s2: NDArray[np.float64], Z: NDArray[np.float64],
         be = (n - gamma) / np.maximum(res2, 1e-300)
         tn = al / be
         alpha[a], beta[a], t[a] = al, be, tn
-        # Converged, or a boundary maximum: no signal (alpha/beta -> inf, m -> 0), or
-        # exact interpolation when n <= d (alpha/beta -> 0, beta -> inf); there the
-        # evidence has reached its limit to ~1e-10 relative.
+        # Converged in alpha/beta, or at a boundary maximum (exact interpolation when
+        # n <= d), or -- checked every 10 steps -- in the evidence itself: the fixed
+        # point creeps slowly along flat directions (e.g. alpha/beta -> inf when a
+        # class has no signal) while the evidence no longer moves.
         stop = ((np.abs(tn - ta) / ta <= tol) | (tn > _T_MAX * top)
                 | ((tn < low / _T_MAX) & (tail[a] <= 1e-12 * yy[a])))
+        if it % 10 == 9:
+            ev_new = _evidences(s2, z2, tail[a], n, d, al, be)
+            stop |= np.abs(ev_new - ev[a]) <= _EV_TOL * np.maximum(1.0, np.abs(ev_new))
+            ev[a] = ev_new
         idx = np.flatnonzero(a)
         done[idx[stop]] = True
     return alpha, beta, done
@@ -163,8 +188,9 @@ def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000,
     tol = check_positive(tol, "tol")
     X, y, C = features_labels(features, labels)
     n, d = X.shape
-    s2, Z, yy = _spectrum(X, onehot(y, C))
-    alpha, beta, ok = _fixed_point(s2, Z, yy, n, max_iter, tol)
+    Y = onehot(y, C)
+    s2, Z, yy = _spectrum(X, Y, class_sums(X, y, C).T if n > d else None)
+    alpha, beta, ok = _fixed_point(s2, Z, yy, n, d, max_iter, tol)
     total = sum(_evidence(s2, Z[:, k], float(yy[k]), n, d, alpha[k], beta[k])
                 for k in range(C))
     bad = int(C - ok.sum())
@@ -179,5 +205,5 @@ def _logme_alpha_beta(features: Any, labels: Any, k: int = 0) -> tuple[float, fl
     """(alpha, beta) at the fixed point for class index ``k`` (for tests)."""
     X, y, C = features_labels(features, labels)
     s2, Z, yy = _spectrum(X, onehot(y, C))
-    a, b, _ = _fixed_point(s2, Z, yy, X.shape[0], 1000, 1e-3)
+    a, b, _ = _fixed_point(s2, Z, yy, X.shape[0], X.shape[1], 1000, 1e-3)
     return float(a[k]), float(b[k])
