@@ -24,7 +24,7 @@ import time
 N_SOURCE_CLASSES = 1000
 
 
-def make_data(n: int, d: int, C: int, seed: int = 0):
+def make_data(n: int, d: int, C: int, seed: int = 0, probs: bool = True):
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -35,6 +35,8 @@ def make_data(n: int, d: int, C: int, seed: int = 0):
     basis = rng.normal(size=(min(32, d), d)) / np.sqrt(d)
     means = rng.normal(size=(C, basis.shape[0])) @ basis * 3.0
     X = (means[y] + rng.normal(size=(n, d)) * 0.5).astype(np.float32)
+    if not probs:
+        return X, y, None
     logits = rng.normal(size=(n, N_SOURCE_CLASSES)).astype(np.float32)
     logits[np.arange(n), y % N_SOURCE_CLASSES] += 3.0
     P = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -52,16 +54,17 @@ def _child(name: str, n: int, d: int, C: int, q) -> None:  # runs in the child p
     from taskrel.scores import get_score
 
     spec = get_score(name)
-    X, y, P = make_data(n, d, C)
+    X, y, P = make_data(n, d, C, probs=bool({"source_probs", "source_labels"}
+                                            & set(spec.inputs)))
     src = None
     if "source_task" in spec.inputs:
-        Xs, ys, _ = make_data(min(n, 5000), d, C, seed=1)
+        Xs, ys, _ = make_data(min(n, 5000), d, C, seed=1, probs=False)
         src = (Xs, ys)
     args = []
     for kind in spec.inputs:
         args += {"features": [X], "labels": [y], "source_probs": [P],
-                 "source_labels": [np.argmax(P, axis=1)], "source_task": list(src or ())
-                 }[kind]
+                 "source_labels": [None if P is None else np.argmax(P, axis=1)],
+                 "source_task": list(src or ())}[kind]
     tracemalloc.start()
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as w:
