@@ -23,7 +23,8 @@ Three estimators of each :math:`W_1`:
     (GPU when available) with :math:`\varepsilon`-scaling. Cost rows are computed in
     chunks, so memory is ``chunk x n`` rather than ``n x n`` when the full matrix
     would be large. :math:`S_\varepsilon \to W_1` as :math:`\varepsilon \to 0`;
-    ``epsilon`` is relative to the mean pairwise distance of the class pair.
+    ``epsilon`` is relative to the standard deviation of the pairwise distances
+    of the class pair (estimated on up to 512 points a side).
 
 ``"auto"`` takes ``"exact"`` when every class pair has at most
 :data:`EXACT_MAX_PAIRS` point pairs, otherwise ``"sinkhorn"`` on a GPU and
@@ -59,7 +60,7 @@ EXACT_MAX_PAIRS = 4_000_000
 SINKHORN_MAX_ENTRIES = 2**25
 DEFAULT_BATCH = 1000
 DEFAULT_EPSILON = 0.01
-#: Sinkhorn stops when no potential moves by more than this times the mean distance.
+#: Sinkhorn stops when no potential moves by more than this times the distance spread.
 SINKHORN_TOL = 1e-4
 
 
@@ -236,16 +237,21 @@ def _sinkhorn(x: NDArray[np.float64], y: NDArray[np.float64],
     si = torch.randperm(xt.shape[0], generator=g)[:512].to(device)
     sj = torch.randperm(yt.shape[0], generator=g)[:512].to(device)
     Cs = torch.cdist(torch.cat([xt[si], yt[sj]]), torch.cat([xt[si], yt[sj]]))
-    mean_cost = float(torch.cdist(xt[si], yt[sj]).mean())
+    cross = torch.cdist(xt[si], yt[sj])
+    spread = float(cross.std()) if cross.numel() > 1 else 0.0
+    mean_cost = float(cross.mean())
     diameter = float(Cs.max())
-    if mean_cost <= 0.0:
+    if diameter <= 0.0:
         return 0.0
-    eps = epsilon * mean_cost
+    # Entropic blur relative to the spread of the distances (what decides the plan),
+    # not their mean: in high dimension distances concentrate around a large mean.
+    scale = spread if spread > 1e-3 * mean_cost else mean_cost
+    eps = epsilon * scale
     n_max = max(xt.shape[0], yt.shape[0])
 
     def run(chunk: int) -> float:
         return _sinkhorn_divergence(xt, yt, at, bt, eps, diameter, chunk,
-                                    SINKHORN_TOL * mean_cost)
+                                    SINKHORN_TOL * scale)
 
     chunk0 = max(1, min(n_max, SINKHORN_MAX_ENTRIES // max(n_max, 1)))
     return with_oom_fallback(run, chunk0, min_batch=1)
@@ -320,7 +326,8 @@ def class_conditional_w1(
     n_batches : int, default 10
         Batches averaged (``"minibatch"``, and ``"sinkhorn"`` with ``batch_size``).
     epsilon : float, default 0.01
-        Entropic blur relative to the mean pairwise distance (``"sinkhorn"``).
+        Entropic blur relative to the standard deviation of the pairwise distances
+        (``"sinkhorn"``).
     device : {"auto", "cpu", "cuda"}, default "auto"
         Where Sinkhorn runs (exact OT runs on the CPU).
     seed : int, default 0
