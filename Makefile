@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	# The pinned CPU torch first: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[dev]"
+	# Ray (optional extra) so the Ray executor tests run too; ~80 MB wheel, about a minute.
+	$(PIP) install -q -e ".[ray]"
 	touch $@
 
 venv: $(VENV)/.installed
