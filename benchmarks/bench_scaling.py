@@ -10,11 +10,12 @@ and dimension d:
 
 ``relatedness``
     ``taskrel.task_relatedness`` with fixed batch settings (``max_per_class=500``,
-    ``max_eval_per_class=2000``, given target labels, a fixed 5,000-row reference).
+    ``max_eval_per_class=2000``, given target labels, a fixed 5,000-row reference;
+    ``--quick``: 200, 500 and 2,000 rows).
 ``w1``
     :func:`taskrel.wasserstein.class_conditional_w1` between the reference and the
-    target: ``minibatch`` (batch 500 x 10) on the CPU; ``sinkhorn`` (batch 2,000 x 5)
-    with ``--gpu``.
+    target: ``minibatch`` (batch 500 x 10; ``--quick`` 200 x 5) on the CPU;
+    ``sinkhorn`` (batch 2,000 x 5) with ``--gpu``.
 ``logme``
     ``taskrel.scores.logme`` on the target, when that module imports (else skipped
     with a message).
@@ -44,8 +45,14 @@ from pathlib import Path
 import numpy as np
 
 K = 10
-N_REF = 5000
 METHODS = ("relatedness", "w1", "logme")
+#: Fixed batch settings per profile: reference rows, engine caps, minibatch W1 batch.
+PROFILES = {
+    "full": dict(n_ref=5000, max_per_class=500, max_eval_per_class=2000,
+                 w1_batch=500, w1_batches=10),
+    "quick": dict(n_ref=2000, max_per_class=200, max_eval_per_class=500,
+                  w1_batch=200, w1_batches=5),
+}
 
 
 def make_task(n: int, d: int, seed: int, shift: float = 0.0):
@@ -79,18 +86,20 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def run_one(method: str, n: int, d: int, device: str) -> dict:
+def run_one(method: str, n: int, d: int, device: str, profile: str) -> dict:
     """One measurement in this process (called in a fresh subprocess)."""
     import torch
 
-    Xr, yr = make_task(N_REF, d, seed=1)
+    P = PROFILES[profile]
+    Xr, yr = make_task(P["n_ref"], d, seed=1)
     Xt, yt = make_task(n, d, seed=2, shift=0.5)
     if method == "relatedness":
         import taskrel
 
         def call():
-            r = taskrel.task_relatedness(Xr, yr, Xt, yt, max_per_class=500,
-                                         max_eval_per_class=2000, device=device, seed=0)
+            r = taskrel.task_relatedness(Xr, yr, Xt, yt, max_per_class=P["max_per_class"],
+                                         max_eval_per_class=P["max_eval_per_class"],
+                                         device=device, seed=0)
             return float(r.bound)
     elif method == "w1":
         from taskrel.wasserstein import class_conditional_w1
@@ -98,7 +107,8 @@ def run_one(method: str, n: int, d: int, device: str) -> dict:
         if device == "cuda":
             kw = dict(method="sinkhorn", batch_size=2000, n_batches=5, device="cuda")
         else:
-            kw = dict(method="minibatch", batch_size=500, n_batches=10)
+            kw = dict(method="minibatch", batch_size=P["w1_batch"],
+                      n_batches=P["w1_batches"])
 
         def call():
             return float(class_conditional_w1(Xr, yr, Xt, yt, **kw).value)
@@ -159,23 +169,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-timeout", type=float, default=600.0,
                     help="seconds before one measurement is abandoned")
     ap.add_argument("--json", help="write all measurements here")
-    ap.add_argument("--one", nargs=4, metavar=("METHOD", "N", "D", "DEVICE"),
+    ap.add_argument("--one", nargs=5, metavar=("METHOD", "N", "D", "DEVICE", "PROFILE"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        m, n, d, dev = args.one
-        print(json.dumps(run_one(m, int(n), int(d), dev)))
+        m, n, d, dev, prof = args.one
+        print(json.dumps(run_one(m, int(n), int(d), dev, prof)))
         return 0
     ns = args.ns or ([1000, 3000, 10000] if args.quick else
                      [1000, 10000, 100000] + ([1_000_000] if args.gpu else []))
     dims = args.dims or [512, 2048]
     device = "cuda" if args.gpu else "cpu"
+    profile = "quick" if args.quick else "full"
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parent.parent / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     rows = []
-    print(f"device={device} reference n={N_REF} K={K}; one subprocess per row",
-          flush=True)
+    print(f"device={device} K={K} profile={profile} {PROFILES[profile]}; "
+          "one subprocess per row", flush=True)
     print("| method | d | n | seconds | py_peak MB | rss_peak MB | cuda_peak MB |")
     print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
     skipped: set[str] = set()
@@ -184,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             for n in ns:
                 if method in skipped:
                     continue
-                cmd = [sys.executable, __file__, "--one", method, str(n), str(d), device]
+                cmd = [sys.executable, __file__, "--one", method, str(n), str(d), device,
+                       profile]
                 try:
                     p = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                        timeout=args.run_timeout)
