@@ -58,6 +58,8 @@ METHODS = ("auto", "exact", "minibatch", "sinkhorn")
 EXACT_MAX_PAIRS = 4_000_000
 #: Cost-matrix entries held at once by the Sinkhorn solver before it chunks rows.
 SINKHORN_MAX_ENTRIES = 2**25
+#: The same on a GPU (float64: 2 GiB per matrix, three matrices at most).
+SINKHORN_MAX_ENTRIES_CUDA = 2**28
 DEFAULT_BATCH = 1000
 DEFAULT_EPSILON = 0.01
 #: Sinkhorn stops when no potential moves by more than this times the distance spread.
@@ -174,9 +176,10 @@ def _sinkhorn_divergence(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor,
                          tol: float, *, scaling: float = 0.7,
                          max_iter: int = 1000) -> float:
     """Debiased Sinkhorn divergence with symmetric log-domain updates and eps-scaling."""
-    big = x.shape[0] * y.shape[0] > SINKHORN_MAX_ENTRIES
-    big_x = x.shape[0] ** 2 > SINKHORN_MAX_ENTRIES
-    big_y = y.shape[0] ** 2 > SINKHORN_MAX_ENTRIES
+    cap = SINKHORN_MAX_ENTRIES_CUDA if x.device.type == "cuda" else SINKHORN_MAX_ENTRIES
+    big = x.shape[0] * y.shape[0] > cap
+    big_x = x.shape[0] ** 2 > cap
+    big_y = y.shape[0] ** 2 > cap
     Cxy = None if big else torch.cdist(x, y)
     Cyx = None if Cxy is None else Cxy.T
     Cxx = None if big_x else torch.cdist(x, x)
