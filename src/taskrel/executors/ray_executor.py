@@ -17,8 +17,6 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-import ray
-
 from .._validation import check_positive
 from ..exceptions import TaskrelInputError
 
@@ -42,6 +40,19 @@ class _Raised:
         except Exception:  # an unpicklable exception comes back as its traceback text
             exc = None
         self.exc = exc
+
+
+def _import_ray() -> Any:
+    """Ray, imported on first use (this module imports without it, e.g. for doctests)."""
+    try:
+        import ray
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        raise TaskrelInputError(
+            "the Ray executor needs Ray: `pip install 'taskrel[ray]'`"
+        ) from None
+    return ray
 
 
 def _driver_paths() -> list[str]:
@@ -114,8 +125,10 @@ class RayExecutor:
         self.progress = bool(progress)
         self.init_kwargs = dict(init_kwargs or {})
         self._started = False
+        self._ray = _import_ray()
 
     def _ensure_ray(self) -> None:
+        ray = self._ray
         if ray.is_initialized():
             return
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
@@ -132,8 +145,8 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         """Stop the Ray instance this executor started (no-op otherwise)."""
-        if self._started and ray.is_initialized():
-            ray.shutdown()
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
         self._started = False
 
     def __enter__(self) -> RayExecutor:
@@ -147,6 +160,7 @@ class RayExecutor:
     ) -> Iterator[tuple[T, R | BaseException]]:
         """Yield ``(item, fn(item) or its exception)`` as tasks finish."""
         self._ensure_ray()
+        ray = self._ray
         items = list(items)
         remote = ray.remote(
             num_cpus=1, num_gpus=self.num_gpus_per_task, max_retries=self.max_retries,
