@@ -420,6 +420,14 @@ def class_conditional_w1(
             vals[0, k] = _solve(m, x, y, None, None, epsilon, dev)
             n_used += x.shape[0] + y.shape[0]
             continue
+        if batch_size >= max(ref_rows[k].size, tgt_rows[k].size):
+            # Every batch would be the whole class: one solve, no sampling error.
+            x = _gather(ref_X, ref_rows[k], "ref_X")
+            y = _gather(tgt_X, tgt_rows[k], "tgt_X")
+            vals[:, k] = _solve(m if m == "sinkhorn" else "exact", x, y, None, None,
+                                epsilon, dev)
+            n_used += x.shape[0] + y.shape[0]
+            continue
         for b in range(B):
             ri = ref_rows[k][_draw(rng, ref_rows[k].size, batch_size, None)]
             ti = tgt_rows[k][_draw(rng, tgt_rows[k].size, batch_size, None)]
