@@ -179,3 +179,11 @@ def test_float_and_no_warning_on_clean_input():
         warnings.simplefilter("error")
         est = class_conditional_w1(X, y, X, y, method="exact")
     assert float(est) == pytest.approx(0.0, abs=1e-6)  # sqrt of rounding in ot.dist
+
+
+def test_zero_weight_class_is_not_solved():
+    X, y = _two_classes(n=10)
+    # Shifting every point by (1, 1, 1, 1) moves each class by |t| = 2 (closed form).
+    est = class_conditional_w1(X, y, X + 1.0, y, method="exact", class_weights=[1.0, 0.0])
+    assert np.isnan(est.per_class[1]) and est.per_class[0] == pytest.approx(2.0, abs=1e-6)
+    assert est.value == pytest.approx(2.0, abs=1e-6)

@@ -79,7 +79,7 @@ class W1Estimate:
         solve). It does not include the bias of minibatching or of the entropic
         smoothing, which ``docs/scale.md`` measures.
     per_class, per_class_stderr, class_weights : dict
-        Per target class label.
+        Per target class label (NaN for a class of weight 0, which is not solved).
     method : str
         The estimator that ran (``"auto"`` resolved).
     n_used : int
@@ -442,11 +442,13 @@ def class_conditional_w1(
         pc_se = vals.std(axis=0, ddof=1) / math.sqrt(B)
     else:
         stderr, pc_se = 0.0, np.zeros(K)
+    pc_mean = np.where(w > 0, vals.mean(0), np.nan)  # zero-weight classes: not solved
+    pc_se = np.where(w > 0, pc_se, np.nan)
     labels = [c.item() if hasattr(c, "item") else c for c in tgt_classes]
     return W1Estimate(
         value=float(totals.mean()),
         stderr=stderr,
-        per_class={c: float(v) for c, v in zip(labels, vals.mean(0))},
+        per_class={c: float(v) for c, v in zip(labels, pc_mean)},
         per_class_stderr={c: float(v) for c, v in zip(labels, pc_se)},
         class_weights={c: float(v) for c, v in zip(labels, w)},
         method=m,
