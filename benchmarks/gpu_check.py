@@ -1,0 +1,79 @@
+"""GPU checks for benchmarks/gpu_check.sh: the engine on CUDA and the W1 estimators.
+
+Usage::
+
+    python benchmarks/gpu_check.py engine   # task_relatedness, device="cuda" vs "cpu"
+    python benchmarks/gpu_check.py w1       # exact / minibatch / Sinkhorn (GPU) W1
+    python benchmarks/gpu_check.py engine --smoke   # tiny sizes on the CPU (checks the script)
+
+Inputs are generated (10 Gaussian classes, float32); nothing is read from disk.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from bench_scaling import make_task  # noqa: E402
+
+SMOKE = "--smoke" in sys.argv
+GPU = "cpu" if SMOKE else "cuda"
+S = 20 if SMOKE else 1  # size divisor
+
+
+def _peak() -> str:
+    if GPU != "cuda":
+        return ""
+    return f" cuda_peak={torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+
+
+def engine() -> None:
+    import taskrel
+
+    Xr, yr = make_task(10_000 // S, 512, seed=1)
+    Xt, yt = make_task(20_000 // S, 512, seed=2, shift=0.5)
+    for device in (GPU, "cpu"):
+        t0 = time.perf_counter()
+        r = taskrel.task_relatedness(Xr, yr, Xt, yt, device=device, seed=0)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        extra = _peak() if device == "cuda" else ""
+        print(f"engine device={device}: {dt:.1f} s bound={r.bound:.4f} "
+              f"rrl={r.reweighted_reference_loss:.4f} label={r.label_mismatch:.4f} "
+              f"W={r.distribution_mismatch:.4f} L={r.lipschitz:.4f}{extra}", flush=True)
+
+
+def w1() -> None:
+    from taskrel.wasserstein import class_conditional_w1
+
+    Xr, yr = make_task(10_000 // S, 512, seed=1)
+    Xt, yt = make_task(10_000 // S, 512, seed=2, shift=0.05)
+    ex = class_conditional_w1(Xr, yr, Xt, yt, method="exact")
+    print(f"W1 {1000 // S}/class d=512: exact={ex.value:.4f} ({ex.seconds:.1f} s, cpu)", flush=True)
+    for kw in (dict(method="minibatch", batch_size=250, n_batches=10),
+               dict(method="sinkhorn", device=GPU),
+               dict(method="sinkhorn", device=GPU, epsilon=0.03)):
+        e = class_conditional_w1(Xr, yr, Xt, yt, **kw)
+        print(f"  {kw}: {e.value:.4f} rel.err={(e.value - ex.value) / ex.value:+.3%} "
+              f"stderr={e.stderr:.4f} {e.seconds:.1f} s", flush=True)
+    # Large: 10k points per class, full Sinkhorn with chunked cost rows on the GPU.
+    Xr, yr = make_task(100_000 // S, 512, seed=3)
+    Xt, yt = make_task(100_000 // S, 512, seed=4, shift=0.05)
+    if GPU == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    e = class_conditional_w1(Xr, yr, Xt, yt, method="sinkhorn", device=GPU, epsilon=0.03)
+    print(f"W1 {10000 // S}/class d=512 sinkhorn eps=0.03 {GPU} (full, chunked): "
+          f"{e.value:.4f} {e.seconds:.1f} s{_peak()}", flush=True)
+    e = class_conditional_w1(Xr, yr, Xt, yt, method="minibatch", batch_size=1000,
+                             n_batches=5)
+    print(f"  same, minibatch 1000 x5 (cpu): {e.value:.4f} +- {e.stderr:.4f} "
+          f"{e.seconds:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    {"engine": engine, "w1": w1}[sys.argv[1]]()
