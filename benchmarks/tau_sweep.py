@@ -41,8 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/tau_sweep")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--plot-only", action="store_true",
+                    help="redraw the PNG from OUT/tau_sweep.json without recomputing")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if args.plot_only:
+        import json
+
+        return plot(json.loads((out / "tau_sweep.json").read_text())["rows"], out)
     ref = load_task(args.reference)
     targets = [load_task(p) for p in args.targets.split(",")]
     taus: list[float | str] = [t if t == "auto" else float(t) for t in args.taus.split(",")]
@@ -83,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"probe loss {p.loss:.3f} acc {p.accuracy:.3f} "
                   f"transformed acc {r.transformed_accuracy:.3f} ({secs:.0f} s)",
                   flush=True)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -91,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     w.writerows(rows)
     atomic_write_text(out / "tau_sweep.csv", buf.getvalue())
     atomic_write_json(out / "tau_sweep.json", {"reference": args.reference, "rows": rows})
+    return plot(rows, out)
+
+
+def plot(rows: list[dict], out: Path) -> int:
+    """Bound, its terms and the probe loss against tau, log-log, one panel per target."""
     try:
         import matplotlib
 
@@ -112,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if auto:
             ax.axvline(auto[0], color="grey", ls=":", label="auto tau")
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel("tau (gradient-norm cap of the head)")
         ax.set_ylabel("nats")
         ax.set_title(f"fmnist -> {nm}")

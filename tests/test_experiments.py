@@ -178,6 +178,9 @@ def test_dataset_spec_load_calls_the_data_contract(monkeypatch):
     fake.transform_images = lambda ds, k, s, seed: calls.append(("tf", k, s, seed)) or ds
     fake.subsample = lambda ds, fraction, seed: calls.append(("sub", fraction, seed)) or ds
     monkeypatch.setitem(sys.modules, "taskrel.data", fake)
+    import taskrel
+
+    monkeypatch.setattr(taskrel, "data", fake, raising=False)  # once imported for real
     cfg = parse_config(dict(BASE, targets=[{
         "name": "x", "dataset": "fashion_mnist", "classes": [0, 2], "relabel": [1, 0],
         "transform": {"kind": "rotate", "strength": 30}, "subsample": 0.5}]))
