@@ -61,6 +61,7 @@ PAPER_TAU = 0.02
 RIDGE_GRID = (100.0, 10.0, 1.0, 0.1)
 #: Share of the train rows held out to choose the ridge (never the test split).
 VALIDATION_FRACTION = 0.2
+W1_METHODS = ("exact", "minibatch", "sinkhorn", "auto")
 #: Fraction of target points under which a pseudo-class is folded into its runner-up.
 MIN_PSEUDO_CLASS_FRACTION = 0.01
 
@@ -242,6 +243,7 @@ def task_relatedness(
     standardize: bool = True,
     max_per_class: int | None = 500,
     max_eval_per_class: int | None = 2000,
+    w1_method: str = "exact",
     max_iter: int | None = None,
     tol: float = 1e-4,
     ridge: float | str = "auto",
@@ -312,7 +314,14 @@ def task_relatedness(
         Per-class subsample cap for fitting the transformation (exact OT cost grows
         quickly with class size).
     max_eval_per_class : int or None
-        Per-class subsample cap for the exact W1 on the test splits.
+        Per-class subsample cap for the W1 on the test splits (None: every test row).
+    w1_method : {"exact", "minibatch", "sinkhorn", "auto"}
+        How the test-split W1 is measured per target class: "exact" (default, ``ot.emd``
+        on the capped subsample), or for large test sets one of
+        :func:`taskrel.wasserstein.w1`'s estimators — averaged minibatch exact OT
+        (biased upward; its standard error over batches is reported) or the debiased
+        Sinkhorn divergence in torch (on the GPU when ``device`` is cuda; biased slightly
+        downward). ``settings["w1"]`` records the method and the standard error.
     max_iter, tol
         "fast": alternations (default 50) and relative-change tolerance.
         "paper": Adam steps (default 2001); ``tol`` is not used there.
@@ -365,6 +374,7 @@ def task_relatedness(
     else:
         ridges = (check_positive(ridge, "ridge", allow_zero=True),)
     seed = check_positive(seed, "seed", integer=True, allow_zero=True)
+    w1_method = check_choice(w1_method, "w1_method", W1_METHODS)
     for name, val in (("max_per_class", max_per_class), ("max_eval_per_class", max_eval_per_class)):
         if val is not None and check_positive(val, name, integer=True) < 2:
             raise TaskrelInputError(f"`{name}` must be >= 2 or None; got {val!r}")
@@ -472,6 +482,7 @@ def task_relatedness(
         "standardize": standardize,
         "max_per_class": max_per_class,
         "max_eval_per_class": max_eval_per_class,
+        "w1_method": w1_method,
         "tol": tol,
         "ridge": ridge if isinstance(ridge, str) else float(ridge),
         "seed": seed,
@@ -607,7 +618,8 @@ def task_relatedness(
 
     # ---- evaluate on held-out data ---------------------------------------------
     ev = _evaluate(head, sol, Zr_te, yr_te, Zt_te, y_eval, K_T, pi_T, cw,
-                   max_eval_per_class, rng)
+                   max_eval_per_class, rng, w1_method=w1_method, device=dev, seed=seed)
+    settings["w1"] = ev["w1"]
     Bf, Df = sol["B"], sol["D"]
     transformed_loss = transformed_acc = None
     if labelled:
@@ -867,6 +879,10 @@ def _evaluate(
     cw: NDArray[np.float64],
     max_eval_per_class: int | None,
     rng: np.random.Generator,
+    *,
+    w1_method: str = "exact",
+    device: Any = "cpu",
+    seed: int = 0,
 ) -> dict:
     """Reweighted reference loss and class-conditional W1 on the test splits."""
     Bf, Df = sol["B"], sol["D"]
@@ -891,8 +907,23 @@ def _evaluate(
     groups: list[Group] = build_groups(
         yr_te, yt_te, Bf, Df, cw, max_per_class=max_eval_per_class, rng=rng
     )
-    W, _, per_class = group_couplings(Zr_te @ sol["A"].T + sol["b"], Zt_te, groups)
+    Xs = transform_rows(Zr_te, sol["A"], sol["b"],
+                        np.unique(np.concatenate([g.ref_rows for g in groups])))
+    if w1_method == "exact":
+        W, _, per_class = group_couplings(Xs, Zt_te, groups)
+        w1_info: dict[str, Any] = {"method": "exact", "stderr": 0.0}
+    else:
+        from .wasserstein import w1 as _w1
+
+        ests = [_w1(Xs[g.ref_rows], Zt_te[g.tgt_rows], a=g.ref_mass, method=w1_method,
+                    device=str(device), seed=seed + i) for i, g in enumerate(groups)]
+        per_class = [e.value for e in ests]
+        W = sum(g.weight * e.value for g, e in zip(groups, ests))
+        stderr = math.sqrt(sum((g.weight * e.stderr) ** 2 for g, e in zip(groups, ests)))
+        w1_info = {"method": sorted({e.method for e in ests}), "stderr": stderr,
+                   "seconds": sum(e.seconds for e in ests)}
     return {
+        "w1": w1_info,
         "rrl": rrl,
         "W": float(W),
         "per_class": np.asarray(per_class),
