@@ -197,3 +197,28 @@ def test_w1_method_is_validated():
     X, y = blobs(20, 2, 3)
     with pytest.raises(TaskrelInputError, match="w1_method"):
         taskrel.task_relatedness(X, y, X, y, w1_method="fast", device="cpu")
+
+
+def test_row_budget_caps_each_class_and_reads_memory_maps(tmp_path):
+    """max_rows_per_class subsamples every split per class before any copy; a
+    memory-mapped reference gives the same result as the in-memory array."""
+    Xr, yr = blobs(300, 3, 5, seed=3)
+    Xt, yt = blobs(200, 3, 5, seed=4)
+    path = tmp_path / "ref.npy"
+    np.save(path, Xr)
+    Xr_mm = np.load(path, mmap_mode="r")
+    kw = dict(device="cpu", seed=0, max_rows_per_class=50, ridge=1.0)
+    a = taskrel.task_relatedness(Xr, yr, Xt, yt, **kw)
+    b = taskrel.task_relatedness(Xr_mm, yr, Xt, yt, **kw)
+    # 50 per class survive the cap; the seeded 80/20 split then takes 40 to train.
+    assert a.settings["n_reference_train"] == 3 * 40
+    assert a.settings["n_target_train"] == 3 * 40
+    assert a.bound == b.bound
+    full = taskrel.task_relatedness(Xr, yr, Xt, yt, device="cpu", seed=0, ridge=1.0)
+    assert full.settings["n_reference_train"] == 3 * 240
+
+
+def test_row_budget_is_validated():
+    X, y = blobs(20, 2, 3)
+    with pytest.raises(TaskrelInputError, match="max_rows_per_class"):
+        taskrel.task_relatedness(X, y, X, y, max_rows_per_class=0, device="cpu")

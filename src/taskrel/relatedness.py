@@ -126,6 +126,41 @@ def _encode_with(
     return pos.astype(np.int64)
 
 
+def _cap_rows(X: Any, y: Any, cap: int, rng: np.random.Generator,
+              n_classes_unlabelled: int = 1) -> tuple[Any, Any, int]:
+    """At most ``cap`` rows per class of (X, y), sorted, read lazily from X.
+
+    Inputs that are not well-formed are returned untouched (validation reports them).
+    Unlabelled rows (y None) are capped at ``cap * n_classes_unlabelled`` uniformly.
+    Returns (X, y, number of classes seen).
+    """
+    if X is None:
+        return X, y, n_classes_unlabelled
+    n = getattr(X, "shape", (None,))[0] if hasattr(X, "shape") else None
+    if n is None:
+        return X, y, n_classes_unlabelled
+    if y is None:
+        limit = cap * n_classes_unlabelled
+        if n <= limit:
+            return X, y, n_classes_unlabelled
+        keep = np.sort(rng.choice(n, size=limit, replace=False))
+        return X[keep], None, n_classes_unlabelled
+    try:
+        ya = np.asarray(y)
+        if ya.ndim != 1 or ya.shape[0] != n:
+            return X, y, n_classes_unlabelled
+        _, inv, counts = np.unique(ya, return_inverse=True, return_counts=True)
+    except (TypeError, ValueError):
+        return X, y, n_classes_unlabelled
+    if counts.max() <= cap:
+        return X, y, counts.size
+    keep = np.sort(np.concatenate([
+        rows if rows.size <= cap else rng.choice(rows, size=cap, replace=False)
+        for rows in (np.flatnonzero(inv == k) for k in range(counts.size))
+    ]))
+    return X[keep], ya[keep], counts.size
+
+
 def _prior(y: NDArray[np.int64], K: int) -> NDArray[np.float64]:
     return np.bincount(y, minlength=K).astype(np.float64) / y.size
 
@@ -244,6 +279,7 @@ def task_relatedness(
     max_per_class: int | None = 500,
     max_eval_per_class: int | None = 2000,
     w1_method: str = "exact",
+    max_rows_per_class: int | None = 10000,
     max_iter: int | None = None,
     tol: float = 1e-4,
     ridge: float | str = "auto",
@@ -315,6 +351,12 @@ def task_relatedness(
         quickly with class size).
     max_eval_per_class : int or None
         Per-class subsample cap for the W1 on the test splits (None: every test row).
+    max_rows_per_class : int or None
+        Row budget per class and split, applied before anything is copied: larger
+        classes are subsampled (seeded; unlabelled target splits uniformly to this many
+        rows per reference class). Only the sampled rows are read, so memory-mapped
+        inputs (``np.load(..., mmap_mode="r")``, :func:`taskrel.io.open_task_dir`) of any
+        size work in memory bounded by the budget. None: use every row.
     w1_method : {"exact", "minibatch", "sinkhorn", "auto"}
         How the test-split W1 is measured per target class: "exact" (default, ``ot.emd``
         on the capped subsample), or for large test sets one of
@@ -384,6 +426,18 @@ def task_relatedness(
         batch_size = check_positive(batch_size, "batch_size", integer=True)
     dev = resolve_device(device)
     rng = np.random.default_rng(seed)
+    if max_rows_per_class is not None:
+        max_rows_per_class = check_positive(max_rows_per_class, "max_rows_per_class",
+                                            integer=True)
+        cap_rng = np.random.default_rng([seed, 1])
+        reference_features, reference_labels, n_cls = _cap_rows(
+            reference_features, reference_labels, max_rows_per_class, cap_rng)
+        reference_test_features, reference_test_labels, _ = _cap_rows(
+            reference_test_features, reference_test_labels, max_rows_per_class, cap_rng)
+        target_features, target_labels, _ = _cap_rows(
+            target_features, target_labels, max_rows_per_class, cap_rng, n_cls)
+        target_test_features, target_test_labels, _ = _cap_rows(
+            target_test_features, target_test_labels, max_rows_per_class, cap_rng, n_cls)
 
     # ---- validate and split -------------------------------------------------
     Xr = check_features(reference_features, "reference_features")
@@ -483,6 +537,7 @@ def task_relatedness(
         "max_per_class": max_per_class,
         "max_eval_per_class": max_eval_per_class,
         "w1_method": w1_method,
+        "max_rows_per_class": max_rows_per_class,
         "tol": tol,
         "ridge": ridge if isinstance(ridge, str) else float(ridge),
         "seed": seed,
