@@ -10,7 +10,7 @@ and dimension d:
 
 ``relatedness``
     ``taskrel.task_relatedness`` with fixed batch settings (``max_per_class=500``,
-    ``max_eval_per_class=2000``, given target labels, a fixed 5,000-row reference;
+    ``max_eval_per_class=2000``, ``max_rows_per_class=2000``, given target labels, a fixed 5,000-row reference;
     ``--quick``: 200, 500 and 2,000 rows).
 ``w1``
     :func:`taskrel.wasserstein.class_conditional_w1` between the reference and the
@@ -48,9 +48,9 @@ K = 10
 METHODS = ("relatedness", "w1", "logme")
 #: Fixed batch settings per profile: reference rows, engine caps, minibatch W1 batch.
 PROFILES = {
-    "full": dict(n_ref=5000, max_per_class=500, max_eval_per_class=2000,
+    "full": dict(n_ref=5000, max_per_class=500, max_eval_per_class=2000, max_rows=2000,
                  w1_batch=500, w1_batches=10),
-    "quick": dict(n_ref=2000, max_per_class=200, max_eval_per_class=500,
+    "quick": dict(n_ref=2000, max_per_class=200, max_eval_per_class=500, max_rows=500,
                   w1_batch=200, w1_batches=5),
 }
 
@@ -99,6 +99,7 @@ def run_one(method: str, n: int, d: int, device: str, profile: str) -> dict:
         def call():
             r = taskrel.task_relatedness(Xr, yr, Xt, yt, max_per_class=P["max_per_class"],
                                          max_eval_per_class=P["max_eval_per_class"],
+                                         max_rows_per_class=P["max_rows"],
                                          device=device, seed=0)
             return float(r.bound)
     elif method == "w1":
