@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from . import cli_scores
 from .exceptions import TaskrelInputError
 
 EXIT_USAGE = 2
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_extract
 
     cli_extract.register(sub)
+    cli_scores.register(sub)
     return p
 
 

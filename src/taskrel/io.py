@@ -1,7 +1,9 @@
 """Task files (``.npz``) and atomic writes.
 
 A task file holds ``features`` (n x d floats) and ``labels`` (n ints), optionally
-``test_features``, ``test_labels`` and ``class_names``. Extra keys (metadata) are kept.
+``test_features``, ``test_labels``, ``class_names``, and ``source_probs`` /
+``test_source_probs`` (n x C_s probabilities of the encoder's own classification head,
+used by LEEP and NCE). Extra keys (metadata) are kept.
 """
 
 from __future__ import annotations

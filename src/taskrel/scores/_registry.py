@@ -1,0 +1,179 @@
+"""The score registry: names -> functions with metadata (timm-style).
+
+Each estimator registers itself with :func:`register_score`; :func:`compute_score`
+reads a :class:`taskrel.io.Task` and supplies the inputs the estimator declares.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import TaskrelInputError
+
+__all__ = ["ScoreSpec", "register_score", "list_scores", "get_score", "compute_score"]
+
+#: The input kinds an estimator may declare, in the order its positional arguments take.
+INPUT_KINDS = ("features", "labels", "source_probs", "source_labels", "source_task")
+
+_REGISTRY: dict[str, ScoreSpec] = {}
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """A registered transferability estimator.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (what the CLI takes).
+    func : callable
+        The pure function; its positional data arguments follow ``inputs`` in order
+        (``"source_task"`` stands for two arguments: source features, source labels).
+    higher_is_better : bool
+        Direction: True when a larger score predicts better transfer.
+    inputs : tuple of str
+        Input kinds from ``{'features', 'labels', 'source_probs', 'source_labels',
+        'source_task'}``.
+    summary : str
+        One line.
+    paper : str
+        Short reference (authors, venue, year).
+    """
+
+    name: str
+    func: Callable[..., float]
+    higher_is_better: bool
+    inputs: tuple[str, ...]
+    summary: str
+    paper: str
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> float:
+        return self.func(*args, **kwargs)
+
+
+def register_score(
+    name: str,
+    *,
+    higher_is_better: bool,
+    inputs: tuple[str, ...],
+    summary: str,
+    paper: str,
+) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Decorator: register ``func`` under ``name`` and return it unchanged."""
+    bad = [k for k in inputs if k not in INPUT_KINDS]
+    if bad:
+        raise ValueError(f"unknown input kind(s) {bad} for score {name!r}")
+
+    def deco(func: Callable[..., float]) -> Callable[..., float]:
+        if name in _REGISTRY:
+            warnings.warn(f"score {name!r} registered twice; the last one wins",
+                          stacklevel=2)
+        _REGISTRY[name] = ScoreSpec(name, func, bool(higher_is_better), tuple(inputs),
+                                    summary, paper)
+        return func
+
+    return deco
+
+
+def list_scores() -> list[str]:
+    """Names of all registered scores, sorted.
+
+    Examples
+    --------
+    >>> from taskrel.scores import list_scores
+    >>> "logme" in list_scores()
+    True
+    """
+    return sorted(_REGISTRY)
+
+
+def get_score(name: str) -> ScoreSpec:
+    """Return the :class:`ScoreSpec` registered as ``name``.
+
+    Raises
+    ------
+    TaskrelInputError
+        For an unknown name; the message lists the valid names and the closest match.
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TaskrelInputError(
+            f"`name` must be a registered score, one of {', '.join(list_scores())}; "
+            f"got {name!r}{hint}"
+        )
+    return _REGISTRY[name]
+
+
+def _arrays_for(spec: ScoreSpec, task: Any, source: Any) -> list[Any]:
+    args: list[Any] = []
+    where = getattr(task, "path", None) or "the task"
+    for kind in spec.inputs:
+        if kind == "features":
+            args.append(task.features)
+        elif kind == "labels":
+            if task.labels is None:
+                raise TaskrelInputError(
+                    f"score {spec.name!r} needs target labels; {where} has none")
+            args.append(task.labels)
+        elif kind in ("source_probs", "source_labels"):
+            probs = getattr(task, "source_probs", None)
+            if probs is None:
+                raise TaskrelInputError(
+                    f"score {spec.name!r} needs `source_probs` (n x C_s probabilities "
+                    f"of the encoder's own head) in the task; {where} has none")
+            if kind == "source_probs":
+                args.append(probs)
+            else:
+                p = np.asarray(probs)
+                if p.ndim != 2:
+                    raise TaskrelInputError(
+                        f"`source_probs` must be 2-D (n_samples, n_source_classes); "
+                        f"got shape {p.shape}")
+                args.append(np.argmax(p, axis=1))
+        elif kind == "source_task":
+            if source is None:
+                raise TaskrelInputError(
+                    f"score {spec.name!r} needs `source` (a reference task with "
+                    f"features and labels); got None")
+            if source.labels is None:
+                raise TaskrelInputError(
+                    f"score {spec.name!r} needs source labels; "
+                    f"{getattr(source, 'path', None) or 'the source task'} has none")
+            args.extend([source.features, source.labels])
+    return args
+
+
+def compute_score(name: str, task: Any, *, source: Any = None, **kwargs: Any) -> float:
+    """Compute the registered score ``name`` on a task's train split.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_scores`.
+    task : taskrel.io.Task
+        The target task; only its train arrays (``features``, ``labels``,
+        ``source_probs``) are used, never ``test_*``.
+    source : taskrel.io.Task, optional
+        Reference task, for scores whose inputs include ``"source_task"`` (OTCE,
+        OT-NCE, task-relatedness).
+    **kwargs
+        Passed to the estimator.
+
+    Returns
+    -------
+    float
+        The score; see ``get_score(name).higher_is_better`` for its direction.
+    """
+    spec = get_score(name)
+    return float(spec.func(*_arrays_for(spec, task, source), **kwargs))
