@@ -97,7 +97,7 @@ def _correlations(rows: Sequence[Mapping[str, Any]], out: Path, truth: str,
                                   fraction=fraction)
         row: dict[str, Any] = {"estimator": est, "truth": truth, "fraction": fraction,
                                "n": len(pairs),
-                               "higher_is_better": A.higher_is_better(est)}
+                               "better": "higher" if A.higher_is_better(est) else "lower"}
         try:
             res = A.correlation([p["value"] for p in pairs], [p["truth"] for p in pairs],
                                 n_boot=1000, seed=0, xlabel=est,
@@ -189,7 +189,7 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
         corr = _correlations(rows, d, truth, 1.0)
         corr_all += corr
         md += [f"### truth: {truth} test accuracy", "",
-               md_table(corr, ["estimator", "higher_is_better", "n", "pearson", "pearson_ci",
+               md_table(corr, ["estimator", "better", "n", "pearson", "pearson_ci",
                                "spearman", "spearman_ci"]), ""]
         png = d / f"correlation_task_relatedness_{truth}_f1" / "correlation.png"
         if png.is_file():
