@@ -26,12 +26,13 @@ _RAW = {
         {"name": "digits_odd", "dataset": "digits", "classes": [1, 3, 5, 7, 9]},
     ],
     "encoders": ["effnet_lite0_random"],
-    "estimators": ["task_relatedness", "logme", "leep"],
+    "estimators": ["task_relatedness", "logme"],
     "fractions": [0.5, 1.0],
     "seeds": [0],
     "ground_truth": {"estimators": ["linear_probe"]},
     "finetune": {"image_size": 32},
-    "options": {"max_reference": 150, "max_target": 100, "max_test": 60, "device": "cpu"},
+    "options": {"max_reference": 150, "max_target": 100, "max_test": 60, "device": "cpu",
+                "feature_dim": 16},
 }
 
 
@@ -99,13 +100,13 @@ def test_reproduce_cli_end_to_end(tmp_path, capsys):
     png = d / "decomposition_effnet_lite0_random.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((d / "summary.json").read_text())
-    # 3 targets x (3 estimators x 2 fractions + probe) = 21 cells, 3 bound checks.
+    # 3 targets x (2 estimators x 2 fractions + probe) = 15 cells, 3 bound checks.
     assert summary["bound_cells"] == 3
     assert not summary.get("failed")
     # A rerun computes nothing: every cell is in the store.
     capsys.readouterr()
     assert main(argv) == 0
-    assert "(0 computed now, 21 from the store" in (d / "report.md").read_text()
+    assert "(0 computed now, 15 from the store" in (d / "report.md").read_text()
 
 
 def _to_toml(raw):
@@ -129,3 +130,12 @@ def _to_toml(raw):
         lines.append(f"[{k}]")
         lines += [f"{kk} = {val(x)}" for kk, x in v.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_demo_config_parses_and_names_registered_estimators():
+    from taskrel import demo
+    from taskrel.reproduce import normalize_config
+
+    cfg = normalize_config(parse_config(demo.DEMO_CONFIG))
+    assert [t.name for t in cfg.targets] == ["fmnist_rot15", "mnist5k", "digits"]
+    assert callable(demo.digits_tasks) and callable(demo.run_demo)

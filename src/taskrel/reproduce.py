@@ -199,7 +199,26 @@ def _tasks(config: ExperimentConfig, cell: Cell) -> tuple[Any, Any, Any]:
     spec = config.target(cell.target)
     tgt = _task(config, cell.encoder, spec, "train", _opt(config, "max_target", None))
     test = _task(config, cell.encoder, spec, "test", _opt(config, "max_test", None))
+    k = _opt(config, "feature_dim", None)
+    if k is not None and int(k) < ref.features.shape[1]:
+        mean, comps = _pca(ref.features, int(k))
+        ref, tgt, test = (_project(t, mean, comps) for t in (ref, tgt, test))
     return ref, tgt, test
+
+
+def _pca(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and top-``k`` principal directions of the *reference* training features."""
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    return mean, vt[:k].T
+
+
+def _project(task: Any, mean: np.ndarray, comps: np.ndarray) -> Any:
+    f = (np.asarray(task.features, np.float64) - mean) @ comps
+    tf = None if task.test_features is None else \
+        (np.asarray(task.test_features, np.float64) - mean) @ comps
+    return replace(task, features=f, test_features=tf)
 
 
 # ---------------------------------------------------------------------------------
