@@ -269,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--digits", action="store_true",
                     help="the model-free digits demo instead (raw pixels)")
     args = ap.parse_args(argv)
+    if not args.digits:
+        from .data import load_dataset
+        from .exceptions import TaskrelInputError
+
+        try:
+            load_dataset("fashion_mnist")
+        except TaskrelInputError as exc:
+            print(f"taskrel demo: {exc}\nFalling back to the model-free digits demo "
+                  "(python -m taskrel.demo --digits).\n")
+            args.digits = True
     if args.digits:
         run_digits_demo(args.out or Path("out/demo-digits"), args.seed, device=args.device)
     else:
