@@ -176,6 +176,13 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     md += ["### Did the bound hold? (every cell at fraction 1.0)", "",
            f"bound >= transfer loss in {len(held) - summary['bound_violations']} of "
            f"{len(held)} cells.", "", md_table(bc), ""]
+    vac = _vacuous(rows)
+    summary["vacuous"] = vac
+    md += ["### When is the bound vacuous?", "",
+           "A bound above log K_T (the loss of a uniform guess) says nothing. The usual "
+           "cause is a measured Lipschitz constant of the transformed head far above the "
+           "target tau: the learned feature map A is near-singular (few target rows per "
+           "dimension).", "", md_table(vac), ""]
 
     # -- correlation ------------------------------------------------------------------
     md += ["## 2. Correlation with transferability (paper Fig. 4a)", "",
@@ -312,6 +319,28 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     atomic_write_text(d / "report.md", "\n".join(md))
     atomic_write_json(d / "summary.json", _clean(summary))
     return summary
+
+
+def _vacuous(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per (estimator, fraction): cells, cells with bound > log K_T, and cells whose
+    measured Lipschitz constant exceeds 10 x tau."""
+    by: dict[tuple[str, float], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["estimator"].startswith("task_relatedness") and r["value"] is not None:
+            by[(r["estimator"], float(r["fraction"]))].append(r)
+    out = []
+    for (est, fr), rs in sorted(by.items()):
+        ex = [r["extra"] or {} for r in rs]
+        out.append({
+            "estimator": est, "fraction": fr, "cells": len(rs),
+            "bound_above_log_K": sum(1 for r, e in zip(rs, ex)
+                                     if e.get("trivial_bound") is not None
+                                     and r["value"] > e["trivial_bound"]),
+            "lipschitz_over_10_tau": sum(1 for e in ex if e.get("lipschitz") and e.get("tau")
+                                         and e["lipschitz"] > 10 * e["tau"]),
+            "median_bound": float(np.median([r["value"] for r in rs])),
+        })
+    return out
 
 
 def _deviations(config: Any) -> list[str]:
