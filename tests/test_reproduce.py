@@ -46,11 +46,13 @@ def _cache(tmp_path_factory, monkeypatch):
 
 def test_fraction_rows_stratified_seeded_min_two():
     y = np.repeat([0, 1, 2], [100, 40, 3])
-    a = fraction_rows(y, 0.1, seed=0)
+    a = fraction_rows(y, 0.1, seed=0, min_per_class=2)
     # per class: round(0.1 * n_c) = 10, 4; the 3-row class keeps the floor of 2.
     assert np.bincount(y[a]).tolist() == [10, 4, 2]
-    assert np.array_equal(a, fraction_rows(y, 0.1, seed=0))
-    assert not np.array_equal(a, fraction_rows(y, 0.1, seed=1))
+    # The default floor is 5 (all 3 rows of the small class).
+    assert np.bincount(y[fraction_rows(y, 0.1, seed=0)]).tolist() == [10, 5, 3]
+    assert np.array_equal(a, fraction_rows(y, 0.1, seed=0, min_per_class=2))
+    assert not np.array_equal(a, fraction_rows(y, 0.1, seed=1, min_per_class=2))
     assert np.array_equal(fraction_rows(y, 1.0, seed=3), np.arange(y.size))
 
 

@@ -67,19 +67,20 @@ def suite_config_path(suite: str) -> Path:
 # ---------------------------------------------------------------------------------
 # subsampling
 # ---------------------------------------------------------------------------------
-def fraction_rows(labels: Any, fraction: float, seed: int, *, min_per_class: int = 2
+def fraction_rows(labels: Any, fraction: float, seed: int, *, min_per_class: int = 5
                   ) -> np.ndarray:
     """Indices of a seeded, stratified ``fraction`` of the rows (sorted).
 
     Every class keeps ``max(min_per_class, round(fraction * n_c))`` rows (all of
-    them when it has fewer).
+    them when it has fewer). The default floor of 5 leaves every class at least one
+    row in task-relatedness's internal 80/20 split of the target's training rows.
 
     Examples
     --------
-    >>> y = np.repeat([0, 1, 2], [50, 30, 4])
+    >>> y = np.repeat([0, 1, 2], [100, 30, 4])
     >>> idx = fraction_rows(y, 0.1, seed=0)
     >>> np.bincount(y[idx]).tolist()
-    [5, 3, 2]
+    [10, 5, 4]
     """
     y = np.asarray(labels)
     if y.ndim != 1 or y.size == 0:
