@@ -88,7 +88,9 @@ def test_reproduce_cli_end_to_end(tmp_path, capsys):
     import tomllib  # noqa: F401  (the config below is TOML)
 
     cfg_path = tmp_path / "tiny.toml"
-    cfg_path.write_text(_to_toml(_RAW))
+    raw = {**_RAW, "finetune": {"image_size": 32, "steps": 5, "batch_size": 32},
+           "options": {**_RAW["options"], "reference_finetune": "effnet_lite0_random"}}
+    cfg_path.write_text(_to_toml(raw))
     out, db = tmp_path / "results", tmp_path / "tiny.sqlite"
     argv = ["reproduce", "--config", str(cfg_path), "--db", str(db), "--out", str(out),
             "--quiet"]
@@ -101,7 +103,11 @@ def test_reproduce_cli_end_to_end(tmp_path, capsys):
         assert section in md
     png = d / "decomposition_effnet_lite0_random.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    rf = d / "reference_finetune.png"
+    assert rf.stat().st_size > 1000 and rf.read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((d / "summary.json").read_text())
+    # Fig. 4b: one before/after pair per target.
+    assert len(summary["reference_finetune"]) == 3
     # 3 targets x (2 estimators x 2 fractions + probe) = 15 cells, 3 bound checks.
     assert summary["bound_cells"] == 3
     assert not summary.get("failed")
