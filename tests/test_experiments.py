@@ -45,7 +45,8 @@ def test_vision_suite_targets_are_declared_specs():
     cfg = load_config(ROOT / "experiments" / "vision.toml")
     tops = cfg.target("fmnist_tops")
     assert tops.dataset == "fashion_mnist" and tops.classes == (0, 2, 4, 6)
-    assert cfg.target("fmnist_rot90").transform == {"kind": "rotate", "strength": 90}
+    # transform_images takes strength in [0, 1]: rotate by 180 * s degrees.
+    assert cfg.target("fmnist_rot90").transform == {"kind": "rotate", "strength": 0.5}
     assert len(cfg.target("fmnist_coarse").relabel) == 10
     with pytest.raises(TaskrelInputError, match="`target` must be one of"):
         cfg.target("cifar10")
@@ -178,6 +179,10 @@ def test_dataset_spec_load_calls_the_data_contract(monkeypatch):
     fake.transform_images = lambda ds, k, s, seed: calls.append(("tf", k, s, seed)) or ds
     fake.subsample = lambda ds, fraction, seed: calls.append(("sub", fraction, seed)) or ds
     monkeypatch.setitem(sys.modules, "taskrel.data", fake)
+    # `from . import data` reads the package attribute once taskrel.data was imported.
+    import taskrel
+
+    monkeypatch.setattr(taskrel, "data", fake, raising=False)
     cfg = parse_config(dict(BASE, targets=[{
         "name": "x", "dataset": "fashion_mnist", "classes": [0, 2], "relabel": [1, 0],
         "transform": {"kind": "rotate", "strength": 30}, "subsample": 0.5}]))

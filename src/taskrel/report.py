@@ -179,10 +179,11 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     vac = _vacuous(rows)
     summary["vacuous"] = vac
     md += ["### When is the bound vacuous?", "",
-           "A bound above log K_T (the loss of a uniform guess) says nothing. The usual "
-           "cause is a measured Lipschitz constant of the transformed head far above the "
-           "target tau: the learned feature map A is near-singular (few target rows per "
-           "dimension).", "", md_table(vac), ""]
+           "A bound above log K_T (the loss of a uniform guess) is vacuous. The "
+           "large ones coincide with a measured Lipschitz constant of the transformed "
+           "head far above tau (the learned feature map A is close to singular; the "
+           "engine warns about it); the column counts cells with Lipschitz > 10 tau.",
+           "", md_table(vac), ""]
 
     # -- correlation ------------------------------------------------------------------
     md += ["## 2. Correlation with transferability (paper Fig. 4a)", "",
