@@ -333,6 +333,15 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
         summary["seconds"] = seconds
     cell_secs = sum(float(r.get("seconds") or 0) for r in rows)
     md.append(f"- summed cell seconds in the store: {cell_secs:.0f} s")
+    stamps = sorted(str(r["timestamp"]) for r in rows if r.get("timestamp"))
+    if stamps:
+        from datetime import datetime
+
+        span = (datetime.fromisoformat(stamps[-1])
+                - datetime.fromisoformat(stamps[0])).total_seconds()
+        md.append(f"- rows written from {stamps[0]} to {stamps[-1]} ({span / 60:.1f} min; "
+                  "the first cell's feature extraction comes before the first row)")
+        summary["store_span_seconds"] = span
     md += ["", "### Package versions", "", "```",
            json.dumps(dict(versions or {}), indent=1), "```", "",
            "### Exact config", "", "```json",
