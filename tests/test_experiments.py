@@ -45,7 +45,8 @@ def test_vision_suite_targets_are_declared_specs():
     cfg = load_config(ROOT / "experiments" / "vision.toml")
     tops = cfg.target("fmnist_tops")
     assert tops.dataset == "fashion_mnist" and tops.classes == (0, 2, 4, 6)
-    assert cfg.target("fmnist_rot90").transform == {"kind": "rotate", "strength": 90}
+    # transform_images takes strength in [0, 1]: rotate by 180 * s degrees.
+    assert cfg.target("fmnist_rot90").transform == {"kind": "rotate", "strength": 0.5}
     assert len(cfg.target("fmnist_coarse").relabel) == 10
     with pytest.raises(TaskrelInputError, match="`target` must be one of"):
         cfg.target("cifar10")

@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_extract.register(sub)
     cli_scores.register(sub)
+    from . import cli_reproduce
+
+    cli_reproduce.register(sub)
     return p
 
 

@@ -24,7 +24,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -48,9 +48,12 @@ class FinetuneResult:
     train_loss: float
     seconds: float
     recipe: dict[str, Any]
+    #: The fine-tuned encoder (eval mode, on the CPU), with ``return_module=True``.
+    module: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if f.name != "module"}
 
 
 def _default_preprocess(batch: Any) -> torch.Tensor:
@@ -102,6 +105,7 @@ def finetune(
     device: str = "auto",
     eval_batch_size: int = 256,
     progress: bool = False,
+    return_module: bool = False,
 ) -> FinetuneResult:
     r"""Fine-tune ``module`` end to end with a fresh linear head; measure on test.
 
@@ -128,6 +132,8 @@ def finetune(
     device : {"auto", "cpu", "cuda"}
     progress : bool
         Show a tqdm bar over the steps.
+    return_module : bool
+        Also return the fine-tuned encoder (``result.module``, on the CPU).
 
     Returns
     -------
@@ -264,6 +270,7 @@ def finetune(
         train_loss=float(np.mean(last)),
         seconds=time.perf_counter() - t0,
         recipe=recipe,
+        module=enc.cpu() if return_module else None,
     )
 
 

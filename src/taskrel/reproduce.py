@@ -1,0 +1,574 @@
+"""Reproduce the paper's evidence: run a suite's grid, then every analysis, into a report.
+
+``taskrel reproduce --suite vision|text|all [--quick]`` loads ``experiments/<suite>.toml``,
+computes every cell of its grid with :func:`cell_fn` through
+:func:`taskrel.experiments.run_grid` (resumable: cells already in the SQLite store are
+skipped), runs the analyses of :mod:`taskrel.analysis` and writes
+``<out>/<suite>/report.md`` with CSV/JSON/PNG files beside it.
+
+A cell is computed like this (see :func:`cell_fn`):
+
+1. the reference and target tasks are built from the config's ``DatasetSpec`` and
+   encoded with :func:`taskrel.extract.extract_task` (features cached on disk);
+   ``options.max_reference`` / ``max_target`` / ``max_test`` cap the rows;
+2. the target's *training* rows are subsampled to ``cell.fraction`` (seeded by
+   ``cell.seed``, stratified, at least 2 per class);
+3. estimators (``taskrel.scores`` names, plus ``task_relatedness_unlabeled``) see only
+   those rows and the reference; ground truths (``linear_probe``, ``finetune``) train on
+   them and are measured on the target test split, which no estimator sees.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import TaskrelInputError
+from .experiments import DatasetSpec, ExperimentConfig, load_config
+from .store import Cell
+
+__all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "suite_config_path",
+           "run_suite", "SUITES", "UNLABELED", "TRUTHS"]
+
+SUITES = ("vision", "text")
+#: Task-relatedness without target labels (pseudo-labels); not a registered score.
+UNLABELED = "task_relatedness_unlabeled"
+TRUTHS = ("linear_probe", "finetune")
+#: Old estimator names in configs -> names registered in taskrel.scores.
+_ALIASES = {"pactran": "pactran_gaussian"}
+_ENV_CONFIG = "TASKREL_REPRODUCE_CONFIG"
+_ENV_QUICK = "TASKREL_REPRODUCE_QUICK"
+
+
+def suite_config_path(suite: str) -> Path:
+    """``experiments/<suite>.toml`` of this source tree (or ``$TASKREL_EXPERIMENTS``)."""
+    if suite not in SUITES:
+        raise TaskrelInputError(f"`suite` must be one of {list(SUITES)}; got {suite!r}")
+    root = os.environ.get("TASKREL_EXPERIMENTS")
+    base = Path(root) if root else Path(__file__).resolve().parents[2] / "experiments"
+    p = base / f"{suite}.toml"
+    if not p.is_file():
+        raise TaskrelInputError(
+            f"suite config {str(p)!r} not found; set TASKREL_EXPERIMENTS to the folder "
+            "holding vision.toml and text.toml (they ship in the source tree)")
+    return p
+
+
+# ---------------------------------------------------------------------------------
+# subsampling
+# ---------------------------------------------------------------------------------
+def fraction_rows(labels: Any, fraction: float, seed: int, *, min_per_class: int = 5
+                  ) -> np.ndarray:
+    """Indices of a seeded, stratified ``fraction`` of the rows (sorted).
+
+    Every class keeps ``max(min_per_class, round(fraction * n_c))`` rows (all of
+    them when it has fewer). The default floor of 5 leaves every class at least one
+    row in task-relatedness's internal 80/20 split of the target's training rows.
+
+    Examples
+    --------
+    >>> y = np.repeat([0, 1, 2], [100, 30, 4])
+    >>> idx = fraction_rows(y, 0.1, seed=0)
+    >>> np.bincount(y[idx]).tolist()
+    [10, 5, 4]
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.size == 0:
+        raise TaskrelInputError(f"`labels` must be a non-empty 1-d array; got shape {y.shape}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction <= 1:
+        raise TaskrelInputError(f"`fraction` must be a number in (0, 1]; got {fraction!r}")
+    if fraction >= 1:
+        return np.arange(y.size)
+    rng = np.random.default_rng([int(seed), 7919])
+    keep = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(idx.size, max(min_per_class, int(round(fraction * idx.size))))
+        keep.append(rng.choice(idx, size=k, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+# ---------------------------------------------------------------------------------
+# tasks and encoders (cached per process)
+# ---------------------------------------------------------------------------------
+def _opt(config: ExperimentConfig, key: str, default: Any) -> Any:
+    return config.options.get(key, default)
+
+
+def _device(config: ExperimentConfig) -> str:
+    return str(_opt(config, "device", "auto"))
+
+
+def _spec_key(spec: DatasetSpec) -> str:
+    return json.dumps(spec.to_dict(), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(spec_json: str) -> Any:
+    d = json.loads(spec_json)
+    spec = DatasetSpec(d["name"], d["dataset"],
+                       tuple(d["classes"]) if "classes" in d else None,
+                       tuple(d["relabel"]) if "relabel" in d else None,
+                       _fix_transform(d.get("transform")), d.get("subsample"))
+    return spec.load(seed=0)
+
+
+def _fix_transform(t: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``transform_images`` takes a strength in [0, 1] (rotate: 180*s degrees); a
+    config that says ``rotate`` with strength > 1 means degrees."""
+    if t is None:
+        return None
+    t = dict(t)
+    s = float(t["strength"])
+    if t["kind"] == "rotate" and s > 1:
+        t["strength"] = s / 180.0
+    elif s > 1 or s < 0:
+        raise TaskrelInputError(
+            f"`transform.strength` must be in [0, 1] for {t['kind']!r}; got {s}")
+    return t
+
+
+def _smallcnn_path(config: ExperimentConfig) -> str:
+    """Train the small CNN on the reference once; cache it by reference and budget."""
+    from .data import subsample
+    from .encoders import train_small_cnn
+    from .extract import default_cache_dir
+
+    epochs = int(_opt(config, "smallcnn_epochs", 3))
+    n_ref = _opt(config, "max_reference", None)
+    key = json.dumps([_spec_key(config.reference), epochs, n_ref], sort_keys=True)
+    import hashlib
+
+    h = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = default_cache_dir() / "smallcnn" / f"{config.reference.name}-{h}.pt"
+    if not path.is_file():
+        ds = _dataset(_spec_key(config.reference))
+        if n_ref is not None and n_ref < len(ds.y_train):
+            ds = subsample(ds, per_class=max(2, int(n_ref) // ds.n_classes), seed=0,
+                           split="train")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        train_small_cnn(ds, epochs=epochs, seed=0, out=path, device=_device(config),
+                        progress=False)
+    return str(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _encoder_cached(name: str, opts_json: str, device: str) -> Any:
+    from .encoders import load_encoder
+
+    return load_encoder(name, device=device, **json.loads(opts_json))
+
+
+def _encoder(config: ExperimentConfig, name: str) -> Any:
+    opts: dict[str, Any] = {}
+    ft = config.finetune
+    if name == "smallcnn":
+        name = "smallcnn:" + _smallcnn_path(config)
+    elif name.startswith("effnet_lite"):
+        if "image_size" in ft:
+            opts["image_size"] = int(ft["image_size"])
+    elif name in ("minilm",) and "max_tokens" in ft:
+        opts["max_seq_length"] = int(ft["max_tokens"])
+    return _encoder_cached(name, json.dumps(opts, sort_keys=True), _device(config))
+
+
+def _task(config: ExperimentConfig, encoder: str, spec: DatasetSpec, split: str,
+          limit: int | None) -> Any:
+    from .extract import extract_task
+
+    enc = _encoder(config, encoder)
+    ds = _dataset(_spec_key(spec))
+    return extract_task(enc, ds, split=split, limit=limit, progress=False,
+                        device=_device(config))
+
+
+def _tasks(config: ExperimentConfig, cell: Cell) -> tuple[Any, Any, Any]:
+    """(reference train+test, target train, target test) tasks of a cell."""
+    ref = _task(config, cell.encoder, config.reference, "both",
+                _opt(config, "max_reference", None))
+    spec = config.target(cell.target)
+    tgt = _task(config, cell.encoder, spec, "train", _opt(config, "max_target", None))
+    test = _task(config, cell.encoder, spec, "test", _opt(config, "max_test", None))
+    k = _opt(config, "feature_dim", None)
+    if k is not None and int(k) < ref.features.shape[1]:
+        mean, comps = _pca(ref.features, int(k))
+        ref, tgt, test = (_project(t, mean, comps) for t in (ref, tgt, test))
+    return ref, tgt, test
+
+
+def _pca(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and top-``k`` principal directions of the *reference* training features."""
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    return mean, vt[:k].T
+
+
+def _project(task: Any, mean: np.ndarray, comps: np.ndarray) -> Any:
+    f = (np.asarray(task.features, np.float64) - mean) @ comps
+    tf = None if task.test_features is None else \
+        (np.asarray(task.test_features, np.float64) - mean) @ comps
+    return replace(task, features=f, test_features=tf)
+
+
+# ---------------------------------------------------------------------------------
+# the cell function
+# ---------------------------------------------------------------------------------
+def _env_config() -> ExperimentConfig:
+    path = os.environ.get(_ENV_CONFIG)
+    if not path:
+        raise TaskrelInputError(
+            "`config`: cell_fn needs a config (make_cell_fn(config)) or "
+            f"${_ENV_CONFIG} naming a TOML file")
+    return load_config(path, quick=os.environ.get(_ENV_QUICK, "") == "1")
+
+
+def make_cell_fn(config: ExperimentConfig) -> functools.partial[Any]:
+    """``cell_fn`` bound to ``config`` (a picklable partial, for Ray workers)."""
+    if not isinstance(config, ExperimentConfig):
+        raise TaskrelInputError(
+            f"`config` must be an ExperimentConfig; got {type(config).__name__}")
+    return functools.partial(cell_fn, config=config)
+
+
+def _rel_kwargs(config: ExperimentConfig, ref: Any, seed: int) -> dict[str, Any]:
+    kw: dict[str, Any] = {"seed": seed, "device": _device(config), "progress": False}
+    if ref.test_features is not None:
+        kw.update(reference_test_features=ref.test_features,
+                  reference_test_labels=ref.test_labels)
+    for k in ("recipe", "tau", "b_mode"):
+        if k in config.options:
+            kw[k] = config.options[k]
+    return kw
+
+
+def reference_tau(config: ExperimentConfig, ref: Any) -> float:
+    """The tau task-relatedness uses on this reference: ``options.tau`` or the auto
+    rule (:func:`taskrel.relatedness.auto_tau` on the standardized reference)."""
+    t = config.options.get("tau", "auto")
+    if not isinstance(t, str):
+        return float(t)
+    from .heads import Standardizer
+    from .relatedness import PAPER_TAU, auto_tau
+
+    if t == "paper":
+        return float(PAPER_TAU)
+    X = np.asarray(ref.features, dtype=np.float64)
+    _, y = np.unique(np.asarray(ref.labels), return_inverse=True)
+    return float(auto_tau(Standardizer.fit(X).transform(X), y))
+
+
+def _finetune_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
+    from .extract import _rows
+    from .finetune import finetune
+
+    enc = _encoder(config, cell.encoder)
+    ds = _dataset(_spec_key(config.target(cell.target)))
+    tr = _rows(len(ds.y_train), _opt(config, "max_target", None))
+    te = _rows(len(ds.y_test), _opt(config, "max_test", None))
+    xtr = ds.x_train[tr] if isinstance(ds.x_train, np.ndarray) else [ds.x_train[i] for i in tr]
+    xte = ds.x_test[te] if isinstance(ds.x_test, np.ndarray) else [ds.x_test[i] for i in te]
+    ytr, yte = np.asarray(ds.y_train)[tr], np.asarray(ds.y_test)[te]
+    sub = fraction_rows(ytr, cell.fraction, cell.seed)
+    xtr = xtr[sub] if isinstance(xtr, np.ndarray) else [xtr[i] for i in sub]
+    ytr = ytr[sub]
+    kw = {k: v for k, v in config.finetune.items() if k not in ("image_size", "max_tokens")}
+    if ds.modality == "text":
+        module, pre = _text_module(enc, int(config.finetune.get("max_tokens", 128)))
+    else:
+        module, pre = enc.torch_module(), enc.preprocess
+    r = finetune(module, pre, xtr, ytr, xte, yte, seed=cell.seed, device=_device(config),
+                 **kw)
+    return {"value": r.test_accuracy, "extra": r.to_dict()}
+
+
+def _text_module(enc: Any, max_tokens: int) -> tuple[Any, Any]:
+    """A sentence-transformers encoder as (module, preprocess) for ``finetune``: the
+    preprocess stacks token ids and attention mask into one (B, 2, L) tensor."""
+    import torch
+
+    st = getattr(enc, "_model", None)
+    if st is None or not hasattr(st, "tokenize"):
+        raise TaskrelInputError(f"encoder {enc.name!r} is not trainable (no torch module)")
+
+    class _ST(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.model({"input_ids": x[:, 0], "attention_mask": x[:, 1]})
+            return out["sentence_embedding"]
+
+    tok = st.tokenizer
+
+    def pre(texts: Sequence[str]) -> torch.Tensor:
+        b = tok(list(texts), padding="max_length", truncation=True, max_length=max_tokens,
+                return_tensors="pt")
+        return torch.stack([b["input_ids"], b["attention_mask"]], dim=1)
+
+    return _ST(st), pre
+
+
+def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any]:
+    """Compute one cell of a reproduction grid.
+
+    Parameters
+    ----------
+    cell : taskrel.store.Cell
+        ``estimator`` is a ``taskrel.scores`` name, ``task_relatedness_unlabeled``,
+        ``linear_probe`` or ``finetune``.
+    config : ExperimentConfig, optional
+        The suite; default: the TOML file named by ``$TASKREL_REPRODUCE_CONFIG``
+        (``$TASKREL_REPRODUCE_QUICK=1`` for its quick section).
+
+    Returns
+    -------
+    dict
+        ``{"value": float or None, "extra": {...}}``. ``value`` is None (with
+        ``extra["not_applicable"]``) when the estimator cannot run on this encoder,
+        e.g. LEEP on an encoder without a classification head.
+    """
+    from .io import Task
+
+    if not isinstance(cell, Cell):
+        raise TaskrelInputError(f"`cell` must be a taskrel.store.Cell; got {type(cell).__name__}")
+    config = _env_config() if config is None else config
+    est = _ALIASES.get(cell.estimator, cell.estimator)
+    if est == "finetune":
+        return _finetune_cell(config, cell)
+    ref, tgt, test = _tasks(config, cell)
+    ytr = np.asarray(tgt.labels)
+    sub = fraction_rows(ytr, cell.fraction, cell.seed)
+    Xf, yf = tgt.features[sub], ytr[sub]
+    pf = tgt.source_probs[sub] if tgt.source_probs is not None else None
+    extra: dict[str, Any] = {"n_target": int(len(sub)), "n_reference": int(len(ref.labels))}
+    if est == "linear_probe":
+        tau = reference_tau(config, ref)
+        out = _probe(Xf, yf, test, tau, cell.seed, _device(config))
+        out["extra"].update(extra)
+        return out
+    if est in ("task_relatedness", UNLABELED):
+        from .relatedness import task_relatedness
+
+        kw = _rel_kwargs(config, ref, cell.seed)
+        k_t, k_r = int(np.unique(yf).size), int(np.unique(np.asarray(ref.labels)).size)
+        if est == UNLABELED:
+            kw["n_target_classes"] = k_t
+        if k_t > k_r and "b_mode" not in kw:
+            kw["b_mode"] = "learned"  # the sparse label map needs K_T <= K_R
+        r = task_relatedness(ref.features, ref.labels, Xf,
+                             yf if est == "task_relatedness" else None, **kw)
+        extra.update(_jsonable(r.to_dict()))
+        return {"value": float(r.bound), "extra": extra}
+    from .scores import compute_score, get_score
+
+    spec = get_score(est)
+    if "source_probs" in spec.inputs or "source_labels" in spec.inputs:
+        if pf is None:
+            return {"value": None,
+                    "extra": {**extra, "not_applicable": "encoder has no source head"}}
+    task = Task(features=Xf, labels=yf, source_probs=pf)
+    source = Task(features=ref.features, labels=ref.labels) \
+        if "source_task" in spec.inputs else None
+    try:
+        v = compute_score(est, task, source=source)
+    except TaskrelInputError as exc:
+        # A property of the cell's shapes (e.g. H-score needs n > d): recorded, not retried.
+        return {"value": None, "extra": {**extra, "not_applicable": str(exc)[:300]}}
+    return {"value": float(v), "extra": extra}
+
+
+def _probe(Xf: Any, yf: Any, test: Any, tau: float, seed: int, device: str) -> dict[str, Any]:
+    from .finetune import linear_probe_cell
+
+    return linear_probe_cell(Xf, yf, test.features, test.labels, tau=tau, seed=seed,
+                             device=device)
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (np.floating, np.integer)):
+            v = v.item()
+        elif isinstance(v, np.ndarray):
+            v = v.tolist() if v.size <= 4096 else None
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# the suite runner and the report
+# ---------------------------------------------------------------------------------
+def normalize_config(config: ExperimentConfig) -> ExperimentConfig:
+    """Map old estimator names to registered ones and check every name."""
+    from .scores import list_scores
+
+    known = set(list_scores()) | {UNLABELED}
+    ests = tuple(_ALIASES.get(e, e) for e in config.estimators)
+    bad = [e for e in ests if e not in known]
+    if bad:
+        raise TaskrelInputError(
+            f"`estimators` must be names from taskrel.scores.list_scores() or {UNLABELED!r}; "
+            f"got {bad}")
+    bad = [e for e in config.truth_estimators if e not in TRUTHS]
+    if bad:
+        raise TaskrelInputError(f"`ground_truth.estimators` must be among {list(TRUTHS)}; "
+                                f"got {bad}")
+    return replace(config, estimators=ests)
+
+
+def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
+              out: str | os.PathLike[str], executor: str = "local",
+              progress: bool = True, threads: int | None = 1) -> dict[str, Any]:
+    """Run ``config``'s grid into ``db`` (resumable), run the analyses, write the report.
+
+    Returns the report's summary (also written as ``summary.json``).
+    """
+    from .experiments import run_grid
+    from .report import write_report
+    from .store import ResultsStore
+
+    config = normalize_config(config)
+    t0 = time.perf_counter()
+    limits = _limit_threads(threads)
+    try:
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        with ResultsStore(db) as store:
+            grid = run_grid(config, make_cell_fn(config), store, executor=executor,
+                            progress=progress)
+            rows = store.query()
+    finally:
+        if limits is not None:
+            limits.unregister()
+    seconds = time.perf_counter() - t0
+    return write_report(config, rows, Path(out), grid=grid, seconds=seconds,
+                        versions=_versions())
+
+
+def _limit_threads(threads: int | None) -> Any:
+    if not threads:
+        return None
+    import torch
+
+    torch.set_num_threads(int(threads))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        return None
+    return threadpool_limits(int(threads))
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for d in ("taskrel", "numpy", "scipy", "torch", "scikit-learn", "POT", "matplotlib",
+              "efficientnet-lite-pytorch", "sentence-transformers"):
+        try:
+            out[d] = version(d)
+        except PackageNotFoundError:
+            out[d] = None
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# reference fine-tuning (paper Fig. 4b)
+# ---------------------------------------------------------------------------------
+def _encode_module(module: Any, preprocess: Any, x: Any, batch_size: int = 256) -> np.ndarray:
+    import torch
+
+    out = []
+    module.eval()
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            f = module(preprocess(x[s:s + batch_size]))
+            out.append(f.flatten(1).numpy().astype(np.float64))
+    return np.concatenate(out)
+
+
+def reference_finetune(config: ExperimentConfig, encoder: str, *, seed: int = 0
+                       ) -> list[dict[str, Any]]:
+    """Paper Fig. 4b: bound and transferability per target, before and after
+    fine-tuning ``encoder`` end to end on the reference task.
+
+    The encoder is fine-tuned on the reference's training rows (``max_reference``)
+    with the config's ``[finetune]`` recipe; both encoders then encode the reference
+    and every target (same rows as the grid, same ``feature_dim`` projection fitted
+    on each encoder's own reference features), and task-relatedness (all target
+    training rows) and the linear probe (same tau) are computed for each.
+
+    Returns
+    -------
+    list of dict
+        One row per (target, stage) with ``stage`` in {"pretrained", "reference-finetuned"}.
+    """
+    from .extract import _rows
+    from .finetune import finetune, linear_probe_cell
+    from .relatedness import task_relatedness
+
+    enc = _encoder(config, encoder)
+    ref_ds = _dataset(_spec_key(config.reference))
+    if ref_ds.modality != "image":
+        raise TaskrelInputError(
+            f"`encoder`: reference fine-tuning is built for image encoders; got {encoder!r}")
+
+    def split(ds: Any, cap_tr: Any, cap_te: Any) -> tuple[Any, Any, Any, Any]:
+        tr, te = _rows(len(ds.y_train), cap_tr), _rows(len(ds.y_test), cap_te)
+        return (ds.x_train[tr], np.asarray(ds.y_train)[tr], ds.x_test[te],
+                np.asarray(ds.y_test)[te])
+
+    cap_r = _opt(config, "max_reference", None)
+    xr, yr, xr_te, yr_te = split(ref_ds, cap_r, cap_r)
+    kw = {k: v for k, v in config.finetune.items() if k not in ("image_size", "max_tokens")}
+    ft = finetune(enc.torch_module(), enc.preprocess, xr, yr, xr_te, yr_te, seed=seed,
+                  device="cpu", return_module=True, **kw)
+    modules = {"pretrained": enc.torch_module(), "reference-finetuned": ft.module}
+    k = _opt(config, "feature_dim", None)
+    rows = []
+    for stage, mod in modules.items():
+        Fr, Fr_te = (_encode_module(mod, enc.preprocess, x) for x in (xr, xr_te))
+        if k is not None and int(k) < Fr.shape[1]:
+            mean, comps = _pca(Fr, int(k))
+        else:
+            mean, comps = np.zeros(Fr.shape[1]), np.eye(Fr.shape[1])
+        Zr, Zr_te = (Fr - mean) @ comps, (Fr_te - mean) @ comps
+        _, yr_idx = np.unique(yr, return_inverse=True)
+        from .heads import Standardizer
+        from .relatedness import auto_tau
+
+        tau = config.options.get("tau", "auto")
+        tau_v = float(tau) if not isinstance(tau, str) else float(
+            auto_tau(Standardizer.fit(Zr).transform(Zr), yr_idx))
+        for spec in config.targets:
+            ds = _dataset(_spec_key(spec))
+            xt, yt, xt_te, yt_te = split(ds, _opt(config, "max_target", None),
+                                         _opt(config, "max_test", None))
+            Zt = (_encode_module(mod, enc.preprocess, xt) - mean) @ comps
+            Zt_te = (_encode_module(mod, enc.preprocess, xt_te) - mean) @ comps
+            r = task_relatedness(Zr, yr, Zt, yt, reference_test_features=Zr_te,
+                                 reference_test_labels=yr_te, tau=tau_v, seed=seed,
+                                 device="cpu")
+            p = linear_probe_cell(Zt, yt, Zt_te, yt_te, tau=tau_v, seed=seed, device="cpu")
+            rows.append({"encoder": encoder, "stage": stage, "target": spec.name,
+                         "bound": float(r.bound),
+                         "reweighted_reference_loss": float(r.reweighted_reference_loss),
+                         "label_mismatch": float(r.label_mismatch),
+                         "lipschitz_x_w1": float(r.lipschitz * r.distribution_mismatch),
+                         "transfer_loss": float(p["extra"]["loss"]),
+                         "probe_accuracy": float(p["value"]),
+                         "reference_finetune_accuracy": float(ft.test_accuracy)})
+    return rows

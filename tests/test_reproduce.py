@@ -1,0 +1,149 @@
+"""taskrel reproduce on tiny real cells: scikit-learn digits through a random-init
+EfficientNet-Lite0 at 32 px (no weights needed), the feature cache, the store, the
+analyses and the report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from taskrel.cli import main
+from taskrel.experiments import parse_config
+from taskrel.reproduce import cell_fn, fraction_rows, make_cell_fn, reference_tau
+from taskrel.store import Cell
+
+_RAW = {
+    "name": "tinydigits",
+    "description": "digits 0-4 as the reference; tiny budgets for the tests",
+    "reference": {"name": "digits04", "dataset": "digits", "classes": [0, 1, 2, 3, 4]},
+    "targets": [
+        {"name": "digits59", "dataset": "digits", "classes": [5, 6, 7, 8, 9]},
+        {"name": "digits04_rot", "dataset": "digits", "classes": [0, 1, 2, 3, 4],
+         "transform": {"kind": "rotate", "strength": 0.5}},
+        {"name": "digits_odd", "dataset": "digits", "classes": [1, 3, 5, 7, 9]},
+    ],
+    "encoders": ["effnet_lite0_random"],
+    "estimators": ["task_relatedness", "logme"],
+    "fractions": [0.5, 1.0],
+    "seeds": [0],
+    "ground_truth": {"estimators": ["linear_probe"]},
+    "finetune": {"image_size": 32},
+    "options": {"max_reference": 150, "max_target": 100, "max_test": 60, "device": "cpu",
+                "feature_dim": 16},
+}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TASKREL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def test_fraction_rows_stratified_seeded_min_two():
+    y = np.repeat([0, 1, 2], [100, 40, 3])
+    a = fraction_rows(y, 0.1, seed=0, min_per_class=2)
+    # per class: round(0.1 * n_c) = 10, 4; the 3-row class keeps the floor of 2.
+    assert np.bincount(y[a]).tolist() == [10, 4, 2]
+    # The default floor is 5 (all 3 rows of the small class).
+    assert np.bincount(y[fraction_rows(y, 0.1, seed=0)]).tolist() == [10, 5, 3]
+    assert np.array_equal(a, fraction_rows(y, 0.1, seed=0, min_per_class=2))
+    assert not np.array_equal(a, fraction_rows(y, 0.1, seed=1, min_per_class=2))
+    assert np.array_equal(fraction_rows(y, 1.0, seed=3), np.arange(y.size))
+
+
+def test_cell_fn_estimator_and_probe_cells():
+    cfg = parse_config(_RAW)
+    fn = make_cell_fn(cfg)
+    rel = fn(Cell("effnet_lite0_random", "digits04", "digits59", 0.5, 0, "task_relatedness"))
+    ex = rel["extra"]
+    # The bound is the sum of its three terms (RelatednessResult.to_dict() in extra).
+    assert math.isclose(rel["value"], ex["reweighted_reference_loss"] + ex["label_mismatch"]
+                        + ex["lipschitz"] * ex["distribution_mismatch"], rel_tol=1e-6)
+    # Half of the 100 target rows, rounded per class (5 classes), never the test split.
+    assert 48 <= ex["n_target"] <= 52
+    logme = cell_fn(Cell("effnet_lite0_random", "digits04", "digits59", 1.0, 0, "logme"),
+                    cfg)
+    assert isinstance(logme["value"], float) and math.isfinite(logme["value"])
+    # A random-init encoder has no classification head: LEEP is not applicable.
+    leep = fn(Cell("effnet_lite0_random", "digits04", "digits59", 1.0, 0, "leep"))
+    assert leep["value"] is None and "source head" in leep["extra"]["not_applicable"]
+    probe = fn(Cell("effnet_lite0_random", "digits04", "digits59", 1.0, 0, "linear_probe"))
+    assert 0.2 < probe["value"] <= 1.0          # 5 classes: chance is 0.2
+    assert probe["extra"]["loss"] > 0
+    # The probe uses the tau of the relatedness run (the auto rule on the reference).
+    from taskrel.reproduce import _tasks
+
+    ref, _, _ = _tasks(cfg, Cell("effnet_lite0_random", "digits04", "digits59", 1.0, 0,
+                                 "linear_probe"))
+    assert math.isclose(probe["extra"]["tau"], reference_tau(cfg, ref), rel_tol=1e-9)
+    assert math.isclose(probe["extra"]["tau"], ex["tau"], rel_tol=1e-9)
+
+
+def test_reproduce_cli_end_to_end(tmp_path, capsys):
+    import tomllib  # noqa: F401  (the config below is TOML)
+
+    cfg_path = tmp_path / "tiny.toml"
+    raw = {**_RAW, "finetune": {"image_size": 32, "steps": 5, "batch_size": 32},
+           "options": {**_RAW["options"], "reference_finetune": "effnet_lite0_random"}}
+    cfg_path.write_text(_to_toml(raw))
+    out, db = tmp_path / "results", tmp_path / "tiny.sqlite"
+    argv = ["reproduce", "--config", str(cfg_path), "--db", str(db), "--out", str(out),
+            "--quiet"]
+    assert main(argv) == 0
+    d = out / "tinydigits"
+    md = (d / "report.md").read_text()
+    for section in ("Decomposition of the bound", "Correlation with transferability",
+                    "Few-label sweep", "Deviations from the paper", "Package versions",
+                    "Exact config"):
+        assert section in md
+    png = d / "decomposition_effnet_lite0_random.png"
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    rf = d / "reference_finetune.png"
+    assert rf.stat().st_size > 1000 and rf.read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((d / "summary.json").read_text())
+    # Fig. 4b: one before/after pair per target.
+    assert len(summary["reference_finetune"]) == 3
+    # 3 targets x (2 estimators x 2 fractions + probe) = 15 cells, 3 bound checks.
+    assert summary["bound_cells"] == 3
+    assert not summary.get("failed")
+    # A rerun computes nothing: every cell is in the store.
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "(0 computed now, 15 from the store" in (d / "report.md").read_text()
+
+
+def _to_toml(raw):
+    def val(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + "}"
+        return repr(v)
+
+    lines = []
+    tables = {}
+    for k, v in raw.items():
+        if isinstance(v, dict) and k in ("ground_truth", "finetune", "options"):
+            tables[k] = v
+        else:
+            lines.append(f"{k} = {val(v)}")
+    for k, v in tables.items():
+        lines.append(f"[{k}]")
+        lines += [f"{kk} = {val(x)}" for kk, x in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_demo_config_parses_and_names_registered_estimators():
+    from taskrel import demo
+    from taskrel.reproduce import normalize_config
+
+    cfg = normalize_config(parse_config(demo.DEMO_CONFIG))
+    assert [t.name for t in cfg.targets] == ["fmnist_rot15", "mnist5k", "digits"]
+    assert callable(demo.digits_tasks) and callable(demo.run_demo)
