@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test bench clean
+.PHONY: venv data demo test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[ray]"
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed data
+
+# Fashion-MNIST ships as a Debian package (found later with `dpkg -L`); install it when
+# missing and we may (root or sudo). The demo falls back to digits without it.
+data:
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo -n"; \
+	  ($$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist) \
+	  || echo "note: could not install dataset-fashion-mnist (apt); Fashion-MNIST tasks need it"; }
 
 demo: venv
 	$(PY) -m taskrel.demo
