@@ -134,11 +134,10 @@ def _cap_rows(X: Any, y: Any, cap: int, rng: np.random.Generator,
     Unlabelled rows (y None) are capped at ``cap * n_classes_unlabelled`` uniformly.
     Returns (X, y, number of classes seen).
     """
-    if X is None:
+    shape = getattr(X, "shape", None)  # arrays and memory maps; lists are in memory anyway
+    if not shape:
         return X, y, n_classes_unlabelled
-    n = getattr(X, "shape", (None,))[0] if hasattr(X, "shape") else None
-    if n is None:
-        return X, y, n_classes_unlabelled
+    n = shape[0]
     if y is None:
         limit = cap * n_classes_unlabelled
         if n <= limit:
@@ -374,10 +373,12 @@ def task_relatedness(
         scores the identity with a mean shift (the infinite-ridge limit), then each
         value of ``RIDGE_GRID`` (warm-started, strongest first, stopping at the first
         that scores worse than the best so far), and keeps the candidate with the
-        smallest ``lipschitz * W`` on a fifth of the *train* rows held out from the
-        fit, so the choice never looks at the test data where the bound is reported
-        (and a map that memorizes the training coupling is not chosen). The choice is
-        in ``settings["ridge_selected"]`` (None: the identity) and
+        smallest certified Lipschitz constant times W1 on a fifth of the *train* rows
+        held out from the fit, so the choice never looks at the test data where the
+        bound is reported (and a map that memorizes the training coupling is not
+        chosen). With too few rows per class to hold out a fifth, the train W1 stands
+        in (``settings["ridge_scored_on"]``). The choice is in
+        ``settings["ridge_selected"]`` (None: the identity) and
         ``settings["ridge_trace"]``.
     batch_size : int, optional
         Minibatch size of the paper recipe (default: the official sizes by dimension).
@@ -830,14 +831,15 @@ def _fit_fast(
 
     With ``ridge="auto"`` the candidates are scored by the certified Lipschitz constant
     (sqrt(2) sigma_max(P W A^-1), which does not depend on how many points are at hand)
-    times W1 on a fifth of the train rows held out: the identity with a mean shift (the infinite-ridge limit),
+    times W1 on a fifth of the train rows held out (on the train rows when a class has
+    too few to spare): the identity with a mean shift (the infinite-ridge limit),
     then the ridge path from the strongest ridge down, warm-started, stopping at the
     first ridge that scores worse than the best so far (a weaker ridge only fits the
     training coupling harder), and — when there are more classes than dimensions, so
     the class means pin the map down — the weakest ridge started from the class-mean
     map. W1 alone always prefers weaker ridges: in high dimension much of a W1 fit is
     shrinkage, which lowers the finite-sample W1 but raises the Lipschitz constant in
-    target coordinates by the same token; the held-out product sees both.
+    target coordinates by the same token; the product sees both.
     """
     d = Zr.shape[1]
     multi = len(ridges) > 1  # compare candidates (ridge="auto")
