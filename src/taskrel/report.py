@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import TaskrelInputError
+from .analysis import _clean  # JSON-safe values (numpy scalars, NaN -> None)
 from .io import atomic_write_json, atomic_write_text
 
 __all__ = ["write_report", "bound_check", "md_table"]
@@ -489,13 +490,3 @@ def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _clean(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        return float(o) if math.isfinite(float(o)) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    return o
