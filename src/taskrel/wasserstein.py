@@ -48,7 +48,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._oom import with_oom_fallback
 from ._torch import resolve_device
-from ._validation import check_choice, check_labels, check_positive
+from ._validation import check_choice, check_consistent_length, check_labels, check_positive
 from .exceptions import TaskrelInputError
 
 __all__ = ["W1Estimate", "class_conditional_w1", "w1", "METHODS", "EXACT_MAX_PAIRS"]
@@ -293,6 +293,16 @@ def _resolve_method(method: str, pair_sizes: list[tuple[int, int]],
     return "sinkhorn" if dev.type == "cuda" else "minibatch"
 
 
+def _check_solver_args(n_batches: Any, epsilon: Any, batch_size: Any, device: str
+                       ) -> tuple[int, float, int | None, Any]:
+    """Validate the estimator settings shared by :func:`class_conditional_w1` and :func:`w1`."""
+    n_batches = check_positive(n_batches, "n_batches", integer=True)
+    epsilon = check_positive(epsilon, "epsilon")
+    if batch_size is not None:
+        batch_size = check_positive(batch_size, "batch_size", integer=True)
+    return n_batches, epsilon, batch_size, resolve_device(device)
+
+
 def class_conditional_w1(
     ref_X: ArrayLike,
     ref_y: ArrayLike,
@@ -368,13 +378,8 @@ def class_conditional_w1(
         )
     ref_classes, ref_idx = check_labels(ref_y, "ref_y", min_classes=1, min_per_class=1)
     tgt_classes, tgt_idx = check_labels(tgt_y, "tgt_y", min_classes=1, min_per_class=1)
-    for X, idx, nx, ny in ((ref_X, ref_idx, "ref_X", "ref_y"),
-                           (tgt_X, tgt_idx, "tgt_X", "tgt_y")):
-        if X.shape[0] != idx.size:
-            raise TaskrelInputError(
-                f"`{nx}` and `{ny}` have inconsistent numbers of samples: "
-                f"{X.shape[0]} vs {idx.size}"
-            )
+    check_consistent_length(ref_X, "ref_X", ref_idx, "ref_y")
+    check_consistent_length(tgt_X, "tgt_X", tgt_idx, "tgt_y")
     missing = np.setdiff1d(tgt_classes, ref_classes)
     if missing.size:
         raise TaskrelInputError(
@@ -385,12 +390,9 @@ def class_conditional_w1(
         w = np.bincount(tgt_idx, minlength=K) / tgt_idx.size
     else:
         w = _check_weights(class_weights, "class_weights", K)
-    n_batches = check_positive(n_batches, "n_batches", integer=True)
-    epsilon = check_positive(epsilon, "epsilon")
-    if batch_size is not None:
-        batch_size = check_positive(batch_size, "batch_size", integer=True)
+    n_batches, epsilon, batch_size, dev = _check_solver_args(
+        n_batches, epsilon, batch_size, device)
     seed = int(check_positive(seed, "seed", integer=True, allow_zero=True))
-    dev = resolve_device(device)
 
     ref_pos = np.searchsorted(ref_classes, tgt_classes)
     ref_rows = [np.flatnonzero(ref_idx == j) for j in ref_pos]
@@ -495,11 +497,8 @@ def w1(
         )
     a = _check_weights(a, "a", X.shape[0])
     b = _check_weights(b, "b", Y.shape[0])
-    n_batches = check_positive(n_batches, "n_batches", integer=True)
-    epsilon = check_positive(epsilon, "epsilon")
-    if batch_size is not None:
-        batch_size = check_positive(batch_size, "batch_size", integer=True)
-    dev = resolve_device(device)
+    n_batches, epsilon, batch_size, dev = _check_solver_args(
+        n_batches, epsilon, batch_size, device)
     m = _resolve_method(m, [(X.shape[0], Y.shape[0])], batch_size, dev)
     if m == "minibatch" and batch_size is None:
         batch_size = DEFAULT_BATCH
