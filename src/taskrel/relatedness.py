@@ -228,10 +228,15 @@ def _lipschitz(
         nr = np.einsum("nkj,jl,nkl->nk", V, G_r, V, optimize=True)
         best_t = max(best_t, float(np.sqrt(max(nt.max(), 0.0))))
         best_r = max(best_r, float(np.sqrt(max(nr.max(), 0.0))))
-    K = W.shape[0]
+    return best_t, _certified_lipschitz(head, A_inv), best_r
+
+
+def _certified_lipschitz(head: LinearHead, A_inv: NDArray[np.float64]) -> float:
+    r""":math:`\sqrt2\,\sigma_{max}(P W A^{-1})`: a Lipschitz constant of the transformed
+    head's loss in target coordinates that holds everywhere (see :func:`_lipschitz`)."""
+    K = head.weight.shape[0]
     Pc = np.eye(K) - 1.0 / K
-    cert = math.sqrt(2.0) * float(np.linalg.norm(Pc @ Wp, ord=2))
-    return best_t, cert, best_r
+    return math.sqrt(2.0) * float(np.linalg.norm(Pc @ (head.weight @ A_inv), ord=2))
 
 
 def _check_head(head: Any, K_R: int, d: int) -> LinearHead:
@@ -879,7 +884,7 @@ def _fit_fast(
             # The certified constant: an empirical max over a few points misses the
             # directions a near-singular A blows up. Without held-out rows the train
             # W1 stands in (it favours weak ridges, which the constant pays back).
-            score *= _lipschitz(head, A_inv, Bm, Zr[groups[0].ref_rows[:1]])[1]
+            score *= _certified_lipschitz(head, A_inv)
         ridge_value = None if math.isinf(mu) else mu  # None: the identity (JSON-safe)
         trace.append({"ridge": ridge_value, "start": start, "validation_lipschitz_x_W": score,
                       "train_W": float(info["W"]), "iterations": info["iterations"]})
