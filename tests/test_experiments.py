@@ -28,7 +28,8 @@ BASE = {"name": "toy", "reference": "digits", "targets": ["a", "b"],
 
 @pytest.mark.parametrize("suite, quick, expected", [
     # enc x tgt x est x frac x seeds  +  truth: linear probe (all enc) + finetune
-    ("vision", False, 5 * 11 * 9 * 6 * 3 + 5 * 11 * 1 * 3 + 5 * 11 * 1 * 3),
+    # vision and text fine-tune and probe with ground_truth.seeds = [0]
+    ("vision", False, 5 * 11 * 9 * 6 * 3 + 5 * 11 * 1 * 1 + 5 * 11 * 1 * 1),
     ("vision", True, 3 * 4 * 9 * 2 * 1 + 3 * 4 * 1 + 3 * 4 * 1),
     ("text", False, 4 * 4 * 9 * 6 * 3 + 4 * 4 * 1 * 3 + 2 * 4 * 1 * 3),
     ("text", True, 3 * 2 * 9 * 2 * 1 + 3 * 2 * 1 + 1 * 2 * 1),

@@ -28,11 +28,27 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             db = str(Path(args.db).with_suffix("")) + f"-{cfg.name}.sqlite"
         print(f"[{cfg.name}] grid -> {db}; report -> {Path(args.out) / cfg.name}")
         s = run_suite(cfg, db=db, out=args.out, executor=args.executor,
-                      progress=not args.quiet, threads=args.threads)
+                      progress=not args.quiet, threads=args.threads,
+                      executor_options=_executor_options(args))
         print(f"[{cfg.name}] wrote {Path(args.out) / cfg.name / 'report.md'}; "
               f"bound held in every cell: {s.get('bound_held_everywhere')}; "
               f"failed cells: {len(s.get('failed', []))}")
     return 0
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.executor != "ray":
+        if args.address is not None or args.num_cpus is not None:
+            raise TaskrelInputError(
+                "`--address` and `--num-cpus` need `--executor ray`; got executor "
+                f"{args.executor!r}")
+        return {}
+    opts: dict[str, Any] = {"progress": False}
+    if args.address is not None:
+        opts["address"] = args.address
+    if args.num_cpus is not None:
+        opts["num_cpus"] = args.num_cpus
+    return opts
 
 
 def register(sub: Any) -> None:
@@ -47,6 +63,11 @@ def register(sub: Any) -> None:
     p.add_argument("--config", help="a TOML config of your own instead of --suite")
     p.add_argument("--quick", action="store_true", help="use the config's [quick] section")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (e.g. auto, ray://host:10001); default: start "
+                   "a local one")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--db", help="SQLite results store (default results/<suite>.sqlite)")
     p.add_argument("--out", default="docs/results", help="report folder (default docs/results)")
     p.add_argument("--device", help="override options.device (auto | cpu | cuda)")

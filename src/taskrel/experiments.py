@@ -51,7 +51,7 @@ _TOP_KEYS = {
     "name", "description", "reference", "targets", "encoders", "estimators",
     "fractions", "seeds", "ground_truth", "finetune", "options", "quick",
 }
-_GT_KEYS = {"estimators", "fractions", "finetune_encoders"}
+_GT_KEYS = {"estimators", "fractions", "finetune_encoders", "seeds"}
 _SPEC_KEYS = {"name", "dataset", "classes", "relabel", "transform", "subsample"}
 _TRANSFORM_KEYS = {"kind", "strength"}
 _GT_DEFAULT = ("linear_probe", "finetune")
@@ -119,6 +119,7 @@ class ExperimentConfig:
     truth_estimators: tuple[str, ...] = _GT_DEFAULT
     truth_fractions: tuple[float, ...] = (1.0,)
     finetune_encoders: tuple[str, ...] | None = None
+    truth_seeds: tuple[int, ...] | None = None
     finetune: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -288,6 +289,8 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
                                    "ground_truth.estimators", allow_empty=True),
         truth_fractions=_fractions(gt.get("fractions", [1.0]), "ground_truth.fractions"),
         finetune_encoders=ft_enc,
+        truth_seeds=(_int_list(gt["seeds"], "ground_truth.seeds") if "seeds" in gt
+                     else None),
         finetune=dict(d.get("finetune", {})),
         options=dict(d.get("options", {})),
         description=str(d.get("description", "")),
@@ -313,8 +316,8 @@ def load_config(path: str | os.PathLike[str], *, quick: bool = False) -> Experim
 
 def expand_grid(config: ExperimentConfig) -> list[Cell]:
     """Every cell of the config: estimators over ``fractions x seeds`` and ground
-    truths over ``ground_truth.fractions x seeds`` (``finetune`` only for
-    ``ground_truth.finetune_encoders`` when that list is given)."""
+    truths over ``ground_truth.fractions x ground_truth.seeds`` (default: ``seeds``;
+    ``finetune`` only for ``ground_truth.finetune_encoders`` when that list is given)."""
     if not isinstance(config, ExperimentConfig):
         raise TaskrelInputError(
             f"`config` must be an ExperimentConfig; got {type(config).__name__}"
@@ -332,7 +335,8 @@ def expand_grid(config: ExperimentConfig) -> list[Cell]:
                         and enc not in config.finetune_encoders):
                     continue
                 for fr in config.truth_fractions:
-                    for s in config.seeds:
+                    for s in (config.seeds if config.truth_seeds is None
+                              else config.truth_seeds):
                         cells.append(Cell(enc, ref, tgt.name, fr, s, est))
     return cells
 

@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 from .data import Dataset, dataset_fingerprint, load_dataset
 from .encoders import Encoder, load_encoder
 from .exceptions import TaskrelInputError
+from ._oom import with_oom_fallback
 from .io import Task, atomic_write_json, atomic_write_text, save_task
 
 __all__ = ["extract_task", "default_cache_dir", "CHUNK_ROWS"]
@@ -139,6 +140,26 @@ class _ChunkCache:
         atomic_write_text(sha, hashlib.sha256(raw).hexdigest() + "\n")
 
 
+def _encode_chunk(enc: Encoder, xb: Any, batch: int, with_probs: bool) -> dict[str, Any]:
+    """Encode one chunk; on out-of-memory (GPU or host) the chunk is encoded again from
+    scratch with half the batch (:func:`taskrel._oom.with_oom_fallback`, which warns),
+    so a stored chunk is always the output of one complete call. ``"batch"`` in the
+    result is the batch that fitted, reused for the next chunks."""
+    used = [batch]
+
+    def run(b: int) -> dict[str, Any]:
+        used[0] = b
+        if with_probs:
+            f, p = enc.encode_with_probs(xb, batch_size=b)
+            return {"features": f, "probs": p if p is not None else np.zeros(0)}
+        return {"features": enc.encode(xb, batch_size=b)}
+
+    first = max(1, min(batch, len(xb)))
+    got = with_oom_fallback(run, first)
+    got["batch"] = batch if used[0] == first else used[0]
+    return got
+
+
 def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
                    cache_root: Path | None, with_probs: bool, progress: bool,
                    batch_size: int | None, chunk_rows: int
@@ -154,6 +175,7 @@ def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
     cache = _ChunkCache(cache_root, key)
     feats, probs = [], []
     hits = 0
+    batch = int(batch_size or enc.batch_size)
     n_chunks = (len(idx) + chunk_rows - 1) // chunk_rows
     with tqdm(total=len(idx), desc=f"{enc.name} {ds.name} {split}", unit=enc.modality,
               disable=not progress) as bar:
@@ -161,12 +183,8 @@ def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
             sel = idx[c * chunk_rows:(c + 1) * chunk_rows]
             got = cache.load(c, len(sel), with_probs)
             if got is None:
-                xb = _take(x, sel)
-                if with_probs:
-                    f, p = enc.encode_with_probs(xb, batch_size=batch_size)
-                    got = {"features": f, "probs": p if p is not None else np.zeros(0)}
-                else:
-                    got = {"features": enc.encode(xb, batch_size=batch_size)}
+                got = _encode_chunk(enc, _take(x, sel), batch, with_probs)
+                batch = got.pop("batch")
                 cache.store(c, got)
             else:
                 hits += 1

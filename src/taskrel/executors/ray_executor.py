@@ -10,6 +10,7 @@ and only after that is the item reported with Ray's error.
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import sys
@@ -204,6 +205,20 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if bar is not None:
                 bar.close()
+
+    def cluster_gpus(self) -> float:
+        """GPUs in the cluster (starting or joining it if needed)."""
+        self._ensure_ray()
+        return float(self._ray.cluster_resources().get("GPU", 0.0))
+
+    def with_gpus(self, num_gpus_per_task: float) -> RayExecutor:
+        """This executor with another GPU reservation per task, on the same Ray
+        instance (only the executor that started the instance shuts it down)."""
+        new = copy.copy(self)
+        new.num_gpus_per_task = check_positive(num_gpus_per_task, "num_gpus_per_task",
+                                               allow_zero=True)
+        new._started = False
+        return new
 
     def __repr__(self) -> str:
         return (f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus!r}, "
