@@ -31,7 +31,7 @@ BASE = {"name": "toy", "reference": "digits", "targets": ["a", "b"],
     # vision and text fine-tune and probe with ground_truth.seeds = [0]
     ("vision", False, 5 * 11 * 9 * 6 * 3 + 5 * 11 * 1 * 1 + 5 * 11 * 1 * 1),
     ("vision", True, 3 * 4 * 9 * 2 * 1 + 3 * 4 * 1 + 3 * 4 * 1),
-    ("text", False, 4 * 4 * 9 * 6 * 3 + 4 * 4 * 1 * 3 + 2 * 4 * 1 * 3),
+    ("text", False, 3 * 4 * 9 * 6 * 3 + 3 * 4 * 1 * 1 + 1 * 4 * 1 * 1),
     ("text", True, 3 * 2 * 9 * 2 * 1 + 3 * 2 * 1 + 1 * 2 * 1),
 ])
 def test_suite_configs_parse_and_expand(suite, quick, expected):

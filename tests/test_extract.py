@@ -160,3 +160,42 @@ def test_lite0_probe_beats_random_init_on_fashion_mnist():
     print(acc)
     assert acc["effnet_lite0"] > acc["effnet_lite0_random"] + 0.05
     assert acc["effnet_lite0"] > 0.6
+
+
+def test_out_of_memory_batch_falls_back_to_a_smaller_one(tmp_path, small_digits):
+    """A batch that does not fit is encoded again, whole, at half the size (with a
+    warning); the features equal those of a run that never ran out of memory, and
+    the next chunks start from the batch that fitted."""
+    import torch
+
+    from taskrel._oom import BatchSizeWarning
+    from taskrel.encoders import Encoder
+
+    class Flaky(Encoder):
+        name, modality, dim, batch_size = "flaky", "image", 4, 16
+
+        def __init__(self, limit):
+            self.limit, self.sizes = limit, []
+
+        def cache_key(self):
+            return {"name": self.name}
+
+        def _encode(self, batch, want_probs):
+            self.sizes.append(len(batch))
+            if len(batch) > self.limit:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+            x = np.asarray(batch, np.float32).reshape(len(batch), -1)
+            return x[:, :4] * 2.0 + 1.0, None
+
+    ok = extract_task(Flaky(limit=10**6), small_digits, split="train", cache_dir=False,
+                      progress=False, chunk_rows=10)
+    flaky = Flaky(limit=4)
+    with pytest.warns(BatchSizeWarning, match="batch 10; retrying with batch 5"):
+        got = extract_task(flaky, small_digits, split="train", cache_dir=False,
+                           progress=False, chunk_rows=10)
+    np.testing.assert_array_equal(got.features, ok.features)
+    # First chunk: 10 rows fail, 5 fail, then 2+2+2+2+2 fit (2 < 4 after two halvings);
+    # every later chunk starts at batch 2 and never fails again.
+    assert flaky.sizes[:2] == [10, 5]
+    assert max(flaky.sizes[2:]) <= 4
+    assert flaky.sizes.count(10) == 1

@@ -84,3 +84,20 @@ def test_bad_arguments():
         RayExecutor(num_cpus=0)
     with pytest.raises(TaskrelInputError, match="`address` must be a string"):
         RayExecutor(address=5)
+
+
+@needs_ray
+def test_gpu_reserving_copy_shares_the_instance(executor):
+    import ray
+    import torch
+
+    # The cluster's GPUs are what Ray detected on this machine.
+    assert executor.cluster_gpus() == float(torch.cuda.device_count())
+    g = executor.with_gpus(0.5)
+    assert g.num_gpus_per_task == 0.5 and executor.num_gpus_per_task == 0
+    # Only the executor that started the instance stops it.
+    g.shutdown()
+    assert ray.is_initialized()
+    assert dict(executor.imap_unordered(_cell, [1])) == {1: _cell(1)}
+    with pytest.raises(TaskrelInputError, match="`num_gpus_per_task` must be"):
+        executor.with_gpus(-1)

@@ -222,3 +222,53 @@ def test_row_budget_is_validated():
     X, y = blobs(20, 2, 3)
     with pytest.raises(TaskrelInputError, match="max_rows_per_class"):
         taskrel.task_relatedness(X, y, X, y, max_rows_per_class=0, device="cpu")
+
+
+def test_split_task_keeps_every_class_of_two_or_more_rows_on_both_sides():
+    from taskrel.relatedness import split_task
+
+    # 40 classes: 4 large ones and 36 of 2-3 rows (like Reuters R52's tail). A 20%
+    # stratified split cannot give every small class a test row on its own.
+    sizes = [50] * 4 + [2, 3] * 18
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    X = np.zeros((y.size, 2))
+    for seed in range(3):
+        tr, te = split_task(X, y, seed=seed)
+        assert np.intersect1d(tr, te).size == 0 and tr.size + te.size == y.size
+        for c, n in enumerate(sizes):
+            if n >= 2:
+                assert np.any(y[tr] == c) and np.any(y[te] == c), (seed, c)
+        # A large class keeps about a fifth of its rows on the test side.
+        assert 7 <= np.sum(y[te] == 0) <= 13
+
+
+def test_more_target_than_reference_classes_with_learned_B(global_random_seed):
+    # Reference: 3 classes. Target: 5 classes, each a copy of one reference class
+    # (target 3 and 4 duplicate reference classes 0 and 1). The start of the learned B
+    # must give every target class mass, or no reference rows could be moved to it.
+    s = global_random_seed
+    Xr, yr = blobs(60, 3, 6, seed=s)
+    Xr_te, yr_te = blobs(40, 3, 6, seed=s + 1)
+    Xt0, yt0 = blobs(40, 3, 6, seed=s + 2)
+    Xt = np.vstack([Xt0, Xt0[yt0 == 0], Xt0[yt0 == 1]])
+    yt = np.concatenate([yt0, np.full(40, 3), np.full(40, 4)])
+    r = taskrel.task_relatedness(Xr, yr, Xt, yt, reference_test_features=Xr_te,
+                                 reference_test_labels=yr_te, b_mode="learned",
+                                 device="cpu", seed=s)
+    assert r.B.shape == (5, 3)
+    np.testing.assert_allclose(r.B.sum(0), 1.0, rtol=1e-8)
+    assert np.isfinite(r.bound) and r.label_mismatch > 0.1  # a split class costs entropy
+
+
+def test_sparse_B_start_with_more_target_classes_serves_every_class():
+    from taskrel.relatedness import _sparse_B
+
+    # score[k, j]: how well reference class j explains target class k (hand-made).
+    score = np.array([[0.0, -5, -5], [-5, 0.0, -5], [-5, -5, 0.0], [-1, -6, -6],
+                      [-6, -6, -2]])
+    B, sigma = _sparse_B(score)
+    # Classes 0-2 are matched one to one; 3 joins reference 0 and 4 joins reference 2,
+    # and those reference classes split their mass equally.
+    assert sigma.tolist() == [0, 1, 2, 0, 2]
+    np.testing.assert_allclose(B, [[0.5, 0, 0], [0, 1, 0], [0, 0, 0.5], [0.5, 0, 0],
+                                   [0, 0, 0.5]])

@@ -147,3 +147,57 @@ def test_demo_config_parses_and_names_registered_estimators():
     cfg = normalize_config(parse_config(demo.DEMO_CONFIG))
     assert [t.name for t in cfg.targets] == ["fmnist_rot15", "mnist5k", "digits"]
     assert callable(demo.digits_tasks) and callable(demo.run_demo)
+
+
+def test_drop_single_row_classes():
+    from taskrel.reproduce import drop_single_row_classes
+
+    y = np.array([3, 3, 7, 5, 5, 5, 9])
+    rows, dropped = drop_single_row_classes(y, np.array([0, 1, 2, 3, 4, 6]))
+    assert rows.tolist() == [0, 1, 3, 4] and dropped == [7, 9]
+    rows, dropped = drop_single_row_classes(y, np.arange(2))
+    assert rows.tolist() == [0, 1] and dropped == []
+
+
+def test_prepare_features_fills_the_cache_the_cells_read(monkeypatch):
+    from taskrel import reproduce
+
+    cfg = parse_config({**_RAW, "targets": _RAW["targets"][:2]})
+    units = reproduce.feature_units(cfg)
+    # reference (train+test) once, then train and test of every target.
+    assert units == [("effnet_lite0_random", "digits04", "both"),
+                     ("effnet_lite0_random", "digits59", "train"),
+                     ("effnet_lite0_random", "digits59", "test"),
+                     ("effnet_lite0_random", "digits04_rot", "train"),
+                     ("effnet_lite0_random", "digits04_rot", "test")]
+    out = reproduce.prepare_features(cfg, "local", progress=False)
+    assert out["units"] == 5 and out["failed"] == [] and out["gpus_per_task"] == 0.0
+    # The cells now read every feature set from the cache: no encoder call.
+    reproduce._TASKS_CACHE.clear()
+    calls = []
+    from taskrel.encoders import Encoder
+
+    monkeypatch.setattr(Encoder, "_run", lambda *a, **k: calls.append(1))
+    v = cell_fn(Cell("effnet_lite0_random", "digits04", "digits04_rot", 1.0, 0, "logme"),
+                cfg)["value"]
+    assert calls == [] and math.isfinite(v)
+
+
+def test_unlabeled_cell_with_more_target_than_reference_classes_is_not_applicable():
+    raw = {**_RAW, "reference": {"name": "digits012", "dataset": "digits",
+                                 "classes": [0, 1, 2]},
+           "targets": [{"name": "digits59", "dataset": "digits",
+                        "classes": [5, 6, 7, 8, 9]}]}
+    cfg = parse_config(raw)
+    un = cell_fn(Cell("effnet_lite0_random", "digits012", "digits59", 1.0, 0,
+                      "task_relatedness_unlabeled"), cfg)
+    assert un["value"] is None and "at most 3 classes" in un["extra"]["not_applicable"]
+    # With labels the cell learns B (5 target classes > 3 reference classes).
+    lab = cell_fn(Cell("effnet_lite0_random", "digits012", "digits59", 1.0, 0,
+                       "task_relatedness"), cfg)
+    assert math.isfinite(lab["value"]) and len(lab["extra"]["B"]) == 5
+
+
+def test_ray_options_need_the_ray_executor(capsys):
+    assert main(["reproduce", "--suite", "vision", "--num-cpus", "2", "--quiet"]) != 0
+    assert "`--address` and `--num-cpus` need `--executor ray`" in capsys.readouterr().err

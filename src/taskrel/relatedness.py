@@ -96,11 +96,28 @@ def split_task(
     test_size: float = 0.2,
     seed: int = 0,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Seeded (stratified when labels are given) train/test row indices."""
+    """Seeded (stratified when labels are given) train/test row indices.
+
+    With labels, every class of two or more rows has at least one row on each side
+    (scikit-learn's stratified split can leave a class of 2-4 rows out of the test
+    side when there are many classes; one row is then moved across).
+    """
     idx = np.arange(X.shape[0])
     tr, te = train_test_split(
         idx, test_size=test_size, random_state=seed, stratify=y, shuffle=True
     )
+    if y is not None:
+        y = np.asarray(y)
+        on_te = np.zeros(idx.size, dtype=bool)
+        on_te[te] = True
+        for c in np.unique(y):
+            rows = np.flatnonzero(y == c)
+            n_te = int(on_te[rows].sum())
+            if rows.size >= 2 and n_te == 0:
+                on_te[rows[-1]] = True
+            elif rows.size >= 2 and n_te == rows.size:
+                on_te[rows[-1]] = False
+        tr, te = idx[~on_te], idx[on_te]
     return np.sort(tr), np.sort(te)
 
 
@@ -181,6 +198,16 @@ def _sparse_B(score: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[
     """
     K_T, K_R = score.shape
     rows, cols = linear_sum_assignment(-score)
+    if K_T > K_R:
+        # More target than reference classes (the learned-B start): every reference
+        # class is matched to its own target class, every other target class joins its
+        # best-scoring reference class, and a reference class's mass is split equally
+        # over the target classes it serves, so each target class receives mass.
+        sigma = np.argmax(score, axis=1).astype(np.int64)
+        sigma[rows] = cols
+        B = np.zeros((K_T, K_R))
+        B[np.arange(K_T), sigma] = 1.0
+        return B / B.sum(0, keepdims=True), sigma
     sigma = np.empty(K_T, dtype=np.int64)
     sigma[rows] = cols
     B = np.zeros((K_T, K_R))

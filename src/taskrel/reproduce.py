@@ -39,7 +39,8 @@ from .exceptions import TaskrelInputError
 from .experiments import DatasetSpec, ExperimentConfig, expand_grid, load_config
 from .store import Cell
 
-__all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "suite_config_path",
+__all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "drop_single_row_classes",
+           "feature_units", "prepare_features", "suite_config_path",
            "run_suite", "SUITES", "UNLABELED", "TRUTHS"]
 
 SUITES = ("vision", "text")
@@ -99,6 +100,26 @@ def fraction_rows(labels: Any, fraction: float, seed: int, *, min_per_class: int
         k = min(idx.size, max(min_per_class, int(round(fraction * idx.size))))
         keep.append(rng.choice(idx, size=k, replace=False))
     return np.sort(np.concatenate(keep))
+
+
+def drop_single_row_classes(labels: Any, rows: Any) -> tuple[np.ndarray, list[Any]]:
+    """``rows`` less those of classes that have a single row among them, and those
+    classes (sorted). A class with one training row cannot be split into fit and
+    held-out rows or have a covariance (Reuters R52 has such classes), so every
+    estimator and the probe of a cell see it dropped (``extra`` records it).
+
+    Examples
+    --------
+    >>> drop_single_row_classes(np.array([0, 0, 1, 2, 2]), np.arange(5))
+    (array([0, 1, 3, 4]), [1])
+    """
+    y = np.asarray(labels)
+    rows = np.asarray(rows)
+    counts = collections.Counter(y[rows].tolist())
+    single = sorted(c for c, n in counts.items() if n < 2)
+    if single:
+        rows = rows[np.isin(y[rows], single, invert=True)]
+    return rows, single
 
 
 # ---------------------------------------------------------------------------------
@@ -395,9 +416,12 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
     ref, tgt, test = _tasks(config, cell)
     ytr = np.asarray(tgt.labels)
     sub = fraction_rows(ytr, cell.fraction, cell.seed)
+    sub, single = drop_single_row_classes(ytr, sub)
     Xf, yf = tgt.features[sub], ytr[sub]
     pf = tgt.source_probs[sub] if tgt.source_probs is not None else None
     extra: dict[str, Any] = {"n_target": int(len(sub)), "n_reference": int(len(ref.labels))}
+    if single:
+        extra["dropped_single_row_classes"] = single
     if est == "linear_probe":
         tau = reference_tau(config, ref)
         out = _probe(Xf, yf, test, tau, cell.seed, _device(config))
@@ -409,6 +433,10 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
         kw = _rel_kwargs(config, ref, cell.seed)
         k_t, k_r = int(np.unique(yf).size), int(np.unique(np.asarray(ref.labels)).size)
         if est == UNLABELED:
+            if k_t > k_r:
+                return {"value": None, "extra": {**extra, "not_applicable": (
+                    f"pseudo-labels from the reference classifier give at most {k_r} "
+                    f"classes; the target has {k_t}")}}
             kw["n_target_classes"] = k_t
         if k_t > k_r and "b_mode" not in kw:
             kw["b_mode"] = "learned"  # the sparse label map needs K_T <= K_R
