@@ -272,3 +272,13 @@ def test_sparse_B_start_with_more_target_classes_serves_every_class():
     assert sigma.tolist() == [0, 1, 2, 0, 2]
     np.testing.assert_allclose(B, [[0.5, 0, 0], [0, 1, 0], [0, 0, 0.5], [0.5, 0, 0],
                                    [0, 0, 0.5]])
+
+
+def test_label_free_run_whose_pseudo_labels_collapse_says_why():
+    # All 20 target rows are one reference row: whatever the alignment, the
+    # classifier's pseudo-labels give one class although two were asked for. The
+    # error names the rows, not the argument already given.
+    Xr, yr = blobs(60, 3, 6, seed=0)
+    Xt = np.repeat(Xr[yr == 0][:1], 20, axis=0)
+    with pytest.raises(TaskrelInputError, match="fewer than 2 target classes .*more target"):
+        taskrel.task_relatedness(Xr, yr, Xt, None, n_target_classes=2, device="cpu")

@@ -1129,9 +1129,11 @@ def _pseudo_label(
     # Test pseudo-labels may miss a class: drop such classes (fold into runner-up).
     keep = np.intersect1d(np.unique(ref_ids_tr), np.unique(ref_ids_te))
     if keep.size < 2:
+        hint = ("pass `target_labels` or `n_target_classes`" if n_target_classes is None
+                else "pass `target_labels` or more target rows")
         raise TaskrelInputError(
-            "pseudo-labelling found fewer than 2 target classes; pass `target_labels` "
-            "or `n_target_classes`"
+            f"pseudo-labelling found fewer than 2 target classes present in both the fit "
+            f"and the held-out target rows ({Zt.shape[0]} and {Zt_te.shape[0]} rows); {hint}"
         )
     S_tr, S_te = scores(Zt, A_inv, b), scores(Zt_te, A_inv, b)
     if label_source == "classifier":

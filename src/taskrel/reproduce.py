@@ -440,8 +440,13 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
             kw["n_target_classes"] = k_t
         if k_t > k_r and "b_mode" not in kw:
             kw["b_mode"] = "learned"  # the sparse label map needs K_T <= K_R
-        r = task_relatedness(ref.features, ref.labels, Xf,
-                             yf if est == "task_relatedness" else None, **kw)
+        try:
+            r = task_relatedness(ref.features, ref.labels, Xf,
+                                 yf if est == "task_relatedness" else None, **kw)
+        except TaskrelInputError as exc:
+            # A property of the cell's rows (e.g. pseudo-labels of 15 unlabeled rows
+            # that fall into one class): recorded, not retried.
+            return {"value": None, "extra": {**extra, "not_applicable": str(exc)[:300]}}
         extra.update(_jsonable(r.to_dict()))
         return {"value": float(r.bound), "extra": extra}
     from .scores import compute_score, get_score
