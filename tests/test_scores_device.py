@@ -12,15 +12,19 @@ import torch
 from taskrel.exceptions import TaskrelInputError
 from taskrel.scores import (
     compute_score,
+    gbc,
     get_score,
     h_score,
     knn_accuracy,
     list_scores,
     logme,
     regularized_h_score,
+    sfda,
+    transrate,
 )
 
-GPU_SCORES = ["logme", "h_score", "regularized_h_score", "knn_accuracy"]
+GPU_SCORES = ["logme", "h_score", "regularized_h_score", "knn_accuracy", "gbc",
+              "transrate", "sfda"]
 
 
 def _case(seed, n, d, C):
@@ -38,11 +42,17 @@ def _case(seed, n, d, C):
 OLD = [
     dict(case=(0, 90, 5, 3), logme=-0.4985783579542317, h_score=1.2805926566786852,
          regularized_h_score=0.8192958412835546, knn10=0.8444444444444444,
-         knn3_cos=0.8111111111111111),
+         knn3_cos=0.8111111111111111, gbc=-2.039804364513335,
+         gbc_diag=-1.47948495091628, transrate=0.32611141719512204,
+         sfda=0.6285666533360647),
     dict(case=(2, 30, 40, 3), logme=-0.8554715050095995,
-         regularized_h_score=0.16318791792807574, knn10=0.2, knn3_cos=0.16666666666666666),
+         regularized_h_score=0.16318791792807574, knn10=0.2, knn3_cos=0.16666666666666666,
+         gbc=-2.225392639627509, gbc_diag=-0.4531277628677364,
+         transrate=99.02744779669865, sfda=1.0),
     dict(case=(3, 500, 32, 10), logme=-0.2632935738801475, h_score=0.8001127373975815,
-         regularized_h_score=0.0, knn10=0.102, knn3_cos=0.108),
+         regularized_h_score=0.0, knn10=0.102, knn3_cos=0.108, gbc=-70.38383470283202,
+         gbc_diag=-59.9852378793974, transrate=6.7680749933153095,
+         sfda=0.11600376029174102),
 ]
 
 
@@ -54,6 +64,11 @@ def test_cpu_torch_path_reproduces_the_numpy_implementation(old):
                                rtol=1e-8, atol=1e-12)
     if "h_score" in old:
         np.testing.assert_allclose(h_score(X, y), old["h_score"], rtol=1e-8)
+    np.testing.assert_allclose(gbc(X, y), old["gbc"], rtol=1e-8)
+    np.testing.assert_allclose(gbc(X, y, gaussian_type="diagonal"), old["gbc_diag"],
+                               rtol=1e-8)
+    np.testing.assert_allclose(transrate(X, y), old["transrate"], rtol=1e-8)
+    np.testing.assert_allclose(sfda(X, y), old["sfda"], rtol=1e-8)
     # k = 10 with up to 10 classes: many vote ties, broken as before.
     assert knn_accuracy(X, y) == old["knn10"]
     assert knn_accuracy(X, y, k=3, metric="cosine", batch_size=7) == old["knn3_cos"]
@@ -160,7 +175,7 @@ def test_cli_device(tmp_path, capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu():
     X, y = _case(3, 500, 32, 10)
-    for f in (logme, h_score, regularized_h_score):
+    for f in (logme, h_score, regularized_h_score, gbc, transrate, sfda):
         np.testing.assert_allclose(f(X, y, device="cuda"), f(X, y), rtol=1e-9,
                                    atol=1e-12)
     # float32 distances: a near-tie may order two neighbours differently.
