@@ -144,6 +144,10 @@ def main(argv=None) -> int:
 
     from taskrel.io import atomic_write_json
     from taskrel.scores import list_scores
+    from taskrel.scores._torch_ops import check_device
+
+    if args.device:
+        check_device(args.device)  # fail here, not in every child
 
     names = ([n for n in list_scores() if n != "task_relatedness"]
              if args.methods == "all" else args.methods.split(","))

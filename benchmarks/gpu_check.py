@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/gpu_check.py engine   # task_relatedness, device="cuda" vs "cpu"
     python benchmarks/gpu_check.py w1       # exact / minibatch / Sinkhorn (GPU) W1
-    python benchmarks/gpu_check.py scores   # logme, h_scores, knn: cuda vs cpu, n=50k d=2048
+    python benchmarks/gpu_check.py scores   # the torch scores: cuda vs cpu, n=50k d=2048
     python benchmarks/gpu_check.py engine --smoke   # tiny sizes on the CPU (checks the script)
 
 Inputs are generated (10 Gaussian classes, float32); nothing is read from disk.
@@ -81,12 +81,24 @@ def scores() -> None:
     ones (slowest last), so a stage cap still leaves the GPU numbers."""
     from bench_scores import make_data
 
-    from taskrel.scores import h_score, knn_accuracy, logme, regularized_h_score
+    from taskrel.scores import (
+        gbc,
+        h_score,
+        knn_accuracy,
+        logme,
+        regularized_h_score,
+        sfda,
+        transrate,
+    )
 
     X, y, _ = make_data(50_000 // S, 2048 // S, 100 // S, probs=False)
+    # make_data's classes are far apart (k-NN and SFDA would be 1.0): add noise so
+    # the values discriminate.
+    X += np.random.default_rng(5).standard_normal(X.shape, dtype=np.float32) * 2.0
     print(f"scores: n={X.shape[0]} d={X.shape[1]} C={int(y.max()) + 1} float32 input",
           flush=True)
-    fns = [logme, h_score, regularized_h_score, knn_accuracy]
+    # CPU order: fastest first (knn is O(n^2 d), sfda two LDA fits).
+    fns = [gbc, logme, h_score, regularized_h_score, transrate, knn_accuracy, sfda]
     gpu_values = {}
     if GPU == "cuda":
         logme(X[:100], y[:100], device="cuda")  # CUDA context and kernels warmed up
