@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/gpu_check.py engine   # task_relatedness, device="cuda" vs "cpu"
     python benchmarks/gpu_check.py w1       # exact / minibatch / Sinkhorn (GPU) W1
-    python benchmarks/gpu_check.py scores   # the torch scores: cuda vs cpu, n=50k d=2048
+    python benchmarks/gpu_check.py scores   # torch scores, cuda vs cpu, n=50k d=2048
     python benchmarks/gpu_check.py engine --smoke   # tiny sizes on the CPU (checks the script)
 
 Inputs are generated (10 Gaussian classes, float32); nothing is read from disk.

@@ -46,7 +46,8 @@ OLD = [
          gbc_diag=-1.47948495091628, transrate=0.32611141719512204,
          sfda=0.6285666533360647),
     dict(case=(2, 30, 40, 3), logme=-0.8554715050095995,
-         regularized_h_score=0.16318791792807574, knn10=0.2, knn3_cos=0.16666666666666666,
+         regularized_h_score=0.16318791792807574, knn10=0.2,
+         knn3_cos=0.16666666666666666,
          gbc=-2.225392639627509, gbc_diag=-0.4531277628677364,
          transrate=99.02744779669865, sfda=1.0),
     dict(case=(3, 500, 32, 10), logme=-0.2632935738801475, h_score=0.8001127373975815,
@@ -144,7 +145,8 @@ def test_knn_halves_the_block_on_cuda_oom(monkeypatch):
         return real(Zb, Z, sq_b, sq)
 
     monkeypatch.setattr(_knn, "_block_distances", fake)
-    with pytest.warns(BatchSizeWarning, match=r"batch 64; retrying with batch 32") as rec:
+    with pytest.warns(BatchSizeWarning,
+                      match=r"batch 64; retrying with batch 32") as rec:
         got = knn_accuracy(X, y, batch_size=64)
     assert [str(w.message).split("retrying with batch ")[1] for w in rec
             if issubclass(w.category, BatchSizeWarning)] == ["32", "16"]

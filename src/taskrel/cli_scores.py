@@ -53,8 +53,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         print(f"{r['score']:<{w}}  {r['value']:>12.6g}  {r['direction']:<16}  "
               f"{r['seconds']:.2f}")
     if args.json:
-        atomic_write_json(args.json, dict(task=task.path,
-                                          source=None if source is None else source.path,
+        src_path = None if source is None else source.path
+        atomic_write_json(args.json, dict(task=task.path, source=src_path,
                                           device=args.device, scores=rows))
         print(f"wrote {args.json}")
     return 0

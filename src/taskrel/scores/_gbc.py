@@ -8,7 +8,13 @@ from numpy.typing import ArrayLike
 from ..exceptions import TaskrelInputError
 from ._common import features_labels
 from ._registry import register_score
-from ._torch_ops import check_device, class_counts, class_sums, labels_tensor, to_tensor
+from ._torch_ops import (
+    check_device,
+    class_counts,
+    class_sums,
+    labels_tensor,
+    to_tensor,
+)
 
 #: Floor on class variances, relative to the mean feature variance (avoids log 0).
 _VAR_FLOOR_REL = 1e-12

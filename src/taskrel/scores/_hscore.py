@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from ._common import features_labels, need_more_samples
 from ._registry import register_score
@@ -21,13 +22,11 @@ from ._torch_ops import (
 _EPS = float(torch.finfo(torch.float64).eps)
 
 
-def _between(features: ArrayLike, labels: ArrayLike, device: str | torch.device
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate; return centered X and M (C x d) with
-    M^T M = sum_c n_c (mu_c - mu)(mu_c - mu)^T, float64 tensors on ``device``."""
-    dev = check_device(device)
-    X, y, C = features_labels(features, labels)
-    Xt, yt = to_tensor(X, dev), labels_tensor(y, dev)
+def _between(X: NDArray[np.float64], y: NDArray[np.int64], C: int,
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centered X and M (C x d) with M^T M = sum_c n_c (mu_c - mu)(mu_c - mu)^T,
+    float64 tensors on ``device``."""
+    Xt, yt = to_tensor(X, device), labels_tensor(y, device)
     Xc = Xt - Xt.mean(dim=0)
     counts = class_counts(yt, C)
     means = class_sums(Xc, yt, C) / counts[:, None]
@@ -90,9 +89,11 @@ def h_score(features: ArrayLike, labels: ArrayLike, *,
     >>> 0 < h_score(X, y) <= 1
     True
     """
-    Xc, M = _between(features, labels, device)
-    n, d = Xc.shape
+    dev = check_device(device)
+    X, y, C = features_labels(features, labels)
+    n, d = X.shape
     need_more_samples("h_score", n, d, "use regularized_h_score or reduce the features")
+    Xc, M = _between(X, y, C, dev)
     w, V = torch.linalg.eigh(gram(Xc))
     cutoff = max(n, d) * _EPS * max(float(w[-1]), 0.0)
     return _pinv_trace(w, V, M, cutoff)
@@ -161,8 +162,10 @@ def regularized_h_score(features: ArrayLike, labels: ArrayLike, *,
     ECML-PKDD 2022 (arXiv:2110.06893). Ledoit, Wolf. A well-conditioned estimator for
     large-dimensional covariance matrices. J. Multivariate Anal. 2004.
     """
-    Xc, M = _between(features, labels, device)
-    n, d = Xc.shape
+    dev = check_device(device)
+    X, y, C = features_labels(features, labels)
+    n, d = X.shape
+    Xc, M = _between(X, y, C, dev)
     S = gram(Xc) / n
     alpha = ledoit_wolf_shrinkage(Xc, S)
     w, V = torch.linalg.eigh(S)

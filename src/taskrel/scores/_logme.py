@@ -13,7 +13,14 @@ from .._validation import check_positive
 from ..exceptions import ConvergenceWarning
 from ._common import features_labels
 from ._registry import register_score
-from ._torch_ops import check_device, class_counts, class_sums, gram, labels_tensor, to_tensor
+from ._torch_ops import (
+    check_device,
+    class_counts,
+    class_sums,
+    gram,
+    labels_tensor,
+    to_tensor,
+)
 
 #: Singular values below this fraction of the largest are treated as zero.
 _SV_RTOL = 1e-10
@@ -184,7 +191,8 @@ def logme(features: ArrayLike, labels: ArrayLike, *, max_iter: int = 1000,
     is shared by all classes: cost O(n d^2 + d^3) once (plus O(n d C) for the class
     sums), then O(d C) per fixed-point sweep (vectorized over classes). Features are not
     centered (as in the paper). Memory O(n d + d^2) on ``device`` (a float64 copy of the
-    features there); the one-hot label matrix is never formed. Emits :class:`~taskrel.ConvergenceWarning` naming ``max_iter`` if a class does not
+    features there); the one-hot label matrix is never formed. Emits
+    :class:`~taskrel.ConvergenceWarning` naming ``max_iter`` if a class does not
     converge.
 
     References

@@ -11,7 +11,14 @@ from numpy.typing import ArrayLike
 from .._validation import check_positive
 from ._common import features_labels
 from ._registry import register_score
-from ._torch_ops import check_device, class_counts, class_sums, gram, labels_tensor, to_tensor
+from ._torch_ops import (
+    check_device,
+    class_counts,
+    class_sums,
+    gram,
+    labels_tensor,
+    to_tensor,
+)
 
 
 def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None

@@ -42,8 +42,8 @@ def check_device(device: Any) -> torch.device:
         raise TaskrelInputError(f"`device` must be {_DEVICE_HELP}; got {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise TaskrelInputError(
-                f"`device` is {device!r} but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+            raise TaskrelInputError(f"`device` is {device!r} but torch sees no CUDA "
+                                    "GPU; use 'cpu' or 'auto'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise TaskrelInputError(
                 f"`device` is {device!r} but torch sees {torch.cuda.device_count()} "
