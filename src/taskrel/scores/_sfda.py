@@ -32,7 +32,8 @@ def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None
     n, d = X.shape
     counts = class_counts(y, C)
     means = class_sums(X, y, C) / counts[:, None]
-    R = X - means[y]
+    # X - means[y] in one n x d buffer (fresh temporaries are slow on torch's CPU).
+    R = means[y].neg_().add_(X)
     Sw = gram(R) / n  # sum_c pi_c cov_c (biased)
     w, V = torch.linalg.eigh(Sw)
     w = torch.clamp(w, min=0.0)
@@ -109,6 +110,6 @@ def sfda(features: ArrayLike, labels: ArrayLike, *,
     others = (means.sum(dim=0) - means) / (C - 1)
     rows = torch.arange(n, device=dev)
     conf = q[rows, yt][:, None]
-    Xm = conf * Xt + (1 - conf) * others[yt]
+    Xm = torch.lerp(others[yt], Xt, conf)  # conf * X + (1 - conf) * others, fused
     p2, _ = _lda_proba(Xm, yt, C, lam)
     return float(torch.mean(p2[rows, yt]))
