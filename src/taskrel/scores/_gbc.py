@@ -76,10 +76,13 @@ def gbc(features: ArrayLike, labels: ArrayLike, *,
     d = X.shape[1]
     Xt, yt = to_tensor(X, dev), labels_tensor(y, dev)
     counts = class_counts(yt, C)[:, None]
-    mu = class_sums(Xt, yt, C) / counts
-    sq = class_sums(Xt * Xt, yt, C) / counts
+    sums, sq_sums = class_sums(Xt, yt, C), class_sums(Xt * Xt, yt, C)
+    mu, sq = sums / counts, sq_sums / counts
     var = torch.clamp(sq - mu**2, min=0.0)
-    floor = _VAR_FLOOR_REL * max(float(Xt.var(dim=0, correction=0).mean()), _TINY)
+    # Mean per-feature variance of all samples, from the same sums (it only sets a floor).
+    n = Xt.shape[0]
+    total_var = float(torch.mean(sq_sums.sum(dim=0) / n - (sums.sum(dim=0) / n) ** 2))
+    floor = _VAR_FLOOR_REL * max(total_var, _TINY)
     total = 0.0
     if gaussian_type == "spherical":
         s = torch.clamp(var.mean(dim=1), min=floor)  # C

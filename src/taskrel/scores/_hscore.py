@@ -108,7 +108,7 @@ def ledoit_wolf_shrinkage(Xc: torch.Tensor, S: torch.Tensor) -> float:
     n, d = Xc.shape
     tr = float(torch.trace(S))
     mu = tr / d
-    row2 = torch.sum(Xc * Xc, dim=1)
+    row2 = torch.einsum("ij,ij->i", Xc, Xc)  # no n x d temporary
     beta_ = float(row2 @ row2)
     delta_ = float(torch.sum(S * S))
     beta = (beta_ / n - delta_) / (d * n)
