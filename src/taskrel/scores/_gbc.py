@@ -79,7 +79,7 @@ def gbc(features: ArrayLike, labels: ArrayLike, *,
     sums, sq_sums = class_sums(Xt, yt, C), class_sums(Xt * Xt, yt, C)
     mu, sq = sums / counts, sq_sums / counts
     var = torch.clamp(sq - mu**2, min=0.0)
-    # Mean per-feature variance of all samples, from the same sums (it only sets a floor).
+    # Mean per-feature variance of all samples, from the same sums (only a floor).
     n = Xt.shape[0]
     total_var = float(torch.mean(sq_sums.sum(dim=0) / n - (sums.sum(dim=0) / n) ** 2))
     floor = _VAR_FLOOR_REL * max(total_var, _TINY)
