@@ -3,8 +3,9 @@
 Each (estimator, n, d, C) runs in a fresh child process (spawn) with a time limit, so a
 slow estimator cannot stall the grid and peak memory is measured per run:
 ``py_peak`` is tracemalloc's peak of Python/numpy allocations made by the estimator
-(inputs excluded); ``rss`` is the child's peak resident set (inputs and libraries
-included).
+(inputs excluded; torch's CPU allocator is invisible to it, so for the torch scores
+it counts only the validation's numpy copies); ``rss`` is the child's peak resident
+set (inputs, libraries and torch included).
 
     python benchmarks/bench_scores.py --quick            # n=10k, d=512, C=10
     python benchmarks/bench_scores.py                    # full grid (slow on 2 cores)
