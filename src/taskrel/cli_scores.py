@@ -29,11 +29,10 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from .io import atomic_write_json, load_task
     from .scores import compute_score, get_score
+    from .scores._torch_ops import check_device
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     specs = [get_score(m) for m in methods]  # fail fast on unknown names
-    from .scores._torch_ops import check_device
-
     kw = {}
     if args.device is not None:
         check_device(args.device)  # fail fast, before loading anything
