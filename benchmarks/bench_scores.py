@@ -72,14 +72,15 @@ def _child(name: str, n: int, d: int, C: int, device: str | None,
         args += {"features": [X], "labels": [y], "source_probs": [P],
                  "source_labels": [None if P is None else np.argmax(P, axis=1)],
                  "source_task": list(src or ())}[kind]
-    kw = {"device": device} if device and spec.gpu else {}
-    cuda = bool(kw) and device != "cpu"
-    if cuda:
-        import torch
-
+    kw = {}
+    if device and spec.gpu:
         from taskrel.scores._torch_ops import check_device
 
         kw["device"] = check_device(device)
+    cuda = bool(kw) and kw["device"].type == "cuda"
+    if cuda:
+        import torch
+
         torch.zeros(1, device=kw["device"])  # CUDA context outside the timing
         torch.cuda.reset_peak_memory_stats()
     tracemalloc.start()
