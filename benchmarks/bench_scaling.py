@@ -120,7 +120,7 @@ def run_one(method: str, n: int, d: int, device: str, profile: str) -> dict:
             return {"skipped": f"taskrel.scores.logme does not import ({exc})"}
 
         def call():
-            return float(logme(Xt, yt))
+            return float(logme(Xt, yt, device=device))
     else:
         raise SystemExit(f"unknown method {method!r}")
     if device == "cuda":

@@ -3,12 +3,18 @@
 Each (estimator, n, d, C) runs in a fresh child process (spawn) with a time limit, so a
 slow estimator cannot stall the grid and peak memory is measured per run:
 ``py_peak`` is tracemalloc's peak of Python/numpy allocations made by the estimator
-(inputs excluded); ``rss`` is the child's peak resident set (inputs and libraries
-included).
+(inputs excluded; torch's CPU allocator is invisible to it, so for the torch scores
+it counts only the validation's numpy copies); ``rss`` is the child's peak resident
+set (inputs, libraries and torch included).
 
     python benchmarks/bench_scores.py --quick            # n=10k, d=512, C=10
     python benchmarks/bench_scores.py                    # full grid (slow on 2 cores)
     python benchmarks/bench_scores.py --n 50000 --d 2048 --C 100 --methods logme
+    python benchmarks/bench_scores.py --quick --device cuda   # torch scores on the GPU
+
+With ``--device``, the scores that have a torch path (``get_score(name).gpu``) get
+that device; the others run on the CPU as always (the table's ``device`` column says
+which). ``cuda_peak`` is torch's peak of CUDA memory allocated by the call.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ def make_data(n: int, d: int, C: int, seed: int = 0, probs: bool = True):
     return X, y, P
 
 
-def _child(name: str, n: int, d: int, C: int, q) -> None:  # runs in the child process
+def _child(name: str, n: int, d: int, C: int, device: str | None,
+           q) -> None:  # runs in the child process
     import resource
     import tracemalloc
     import warnings
@@ -65,23 +72,39 @@ def _child(name: str, n: int, d: int, C: int, q) -> None:  # runs in the child p
         args += {"features": [X], "labels": [y], "source_probs": [P],
                  "source_labels": [None if P is None else np.argmax(P, axis=1)],
                  "source_task": list(src or ())}[kind]
+    kw = {}
+    if device and spec.gpu:
+        from taskrel.scores._torch_ops import check_device
+
+        kw["device"] = check_device(device)
+    cuda = bool(kw) and kw["device"].type == "cuda"
+    if cuda:
+        import torch
+
+        torch.zeros(1, device=kw["device"])  # CUDA context outside the timing
+        if spec.inputs == ("features", "labels"):  # and cuBLAS / cuSOLVER handles
+            spec.func(X[:200], np.arange(200) % 2, **kw)
+        torch.cuda.reset_peak_memory_stats()
     tracemalloc.start()
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        value = spec.func(*args)
+        value = spec.func(*args, **kw)  # a Python float: the device has finished
     sec = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux
+    cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     q.put(dict(value=value, seconds=sec, py_peak_mib=peak / 2**20, rss_mib=rss,
+               device=str(kw["device"]) if kw else "cpu", cuda_peak_mib=cuda_peak,
                warnings=sorted({type(x.message).__name__ for x in w})))
 
 
-def run_one(name: str, n: int, d: int, C: int, timeout: float) -> dict:
+def run_one(name: str, n: int, d: int, C: int, timeout: float,
+            device: str | None = None) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(name, n, d, C, q))
+    p = ctx.Process(target=_child, args=(name, n, d, C, device, q))
     t0 = time.perf_counter()
     p.start()
     p.join(timeout)
@@ -112,6 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int,
                     help="BLAS threads in the children (OPENBLAS/OMP/MKL_NUM_THREADS); "
                     "on a loaded machine 1 can be much faster than 2")
+    ap.add_argument("--device", help="device for the scores with a torch path "
+                    "(cpu, auto, cuda, cuda:N); default: each score's own (cpu)")
     ap.add_argument("--json", help="write all rows as JSON")
     args = ap.parse_args(argv)
     if args.quick:
@@ -123,27 +148,34 @@ def main(argv=None) -> int:
 
     from taskrel.io import atomic_write_json
     from taskrel.scores import list_scores
+    from taskrel.scores._torch_ops import check_device
+
+    if args.device:
+        check_device(args.device)  # fail here, not in every child
 
     names = ([n for n in list_scores() if n != "task_relatedness"]
              if args.methods == "all" else args.methods.split(","))
     grid = list(itertools.product(args.n, args.d, args.C, names))
     rows = []
     for n, d, C, name in tqdm(grid, desc="bench", file=sys.stderr):
-        rows.append(run_one(name, n, d, C, args.timeout))
+        rows.append(run_one(name, n, d, C, args.timeout, args.device))
         if args.json:
             atomic_write_json(args.json, dict(cpus=os.cpu_count(), rows=rows))
     print(f"\n{os.cpu_count()} CPUs, BLAS threads {args.threads or 'default'}, load "
           f"average {os.getloadavg()[0]:.1f}; seconds = estimator call only; "
           "py_peak = tracemalloc peak (numpy/Python), rss = child peak RSS\n")
-    print("| score | n | d | C | seconds | py_peak MiB | rss MiB | note |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| score | n | d | C | device | seconds | py_peak MiB | rss MiB | note |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["status"] == "ok":
             note = ",".join(r["warnings"])
-            print(f"| {r['score']} | {r['n']} | {r['d']} | {r['C']} | {r['seconds']:.2f} "
-                  f"| {r['py_peak_mib']:.0f} | {r['rss_mib']:.0f} | {note} |")
+            if r.get("cuda_peak_mib") is not None:
+                note = f"cuda_peak {r['cuda_peak_mib']:.0f} MiB " + note
+            print(f"| {r['score']} | {r['n']} | {r['d']} | {r['C']} | {r['device']} "
+                  f"| {r['seconds']:.2f} | {r['py_peak_mib']:.0f} | {r['rss_mib']:.0f} "
+                  f"| {note} |")
         else:
-            print(f"| {r['score']} | {r['n']} | {r['d']} | {r['C']} | - | - | - "
+            print(f"| {r['score']} | {r['n']} | {r['d']} | {r['C']} | - | - | - | - "
                   f"| {r['status']} |")
     return 0
 

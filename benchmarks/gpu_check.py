@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/gpu_check.py engine   # task_relatedness, device="cuda" vs "cpu"
     python benchmarks/gpu_check.py w1       # exact / minibatch / Sinkhorn (GPU) W1
+    python benchmarks/gpu_check.py scores   # torch scores, cuda vs cpu, n=50k d=2048
     python benchmarks/gpu_check.py engine --smoke   # tiny sizes on the CPU (checks the script)
 
 Inputs are generated (10 Gaussian classes, float32); nothing is read from disk.
@@ -75,5 +76,48 @@ def w1() -> None:
           f"{e.seconds:.1f} s", flush=True)
 
 
+def scores() -> None:
+    """The torch scores at n=50000, d=2048, C=100: every GPU run first, then the CPU
+    ones (slowest last), so a stage cap still leaves the GPU numbers."""
+    from bench_scores import make_data
+
+    from taskrel.scores import (
+        gbc,
+        h_score,
+        knn_accuracy,
+        logme,
+        regularized_h_score,
+        sfda,
+        transrate,
+    )
+
+    X, y, _ = make_data(50_000 // S, 2048 // S, 100 // S, probs=False)
+    # make_data's classes are far apart (k-NN and SFDA would be 1.0): add noise so
+    # the values discriminate.
+    X += np.random.default_rng(5).standard_normal(X.shape, dtype=np.float32) * 2.0
+    print(f"scores: n={X.shape[0]} d={X.shape[1]} C={int(y.max()) + 1} float32 input",
+          flush=True)
+    # CPU order: fastest first (knn is O(n^2 d), sfda two LDA fits).
+    fns = [gbc, logme, h_score, regularized_h_score, transrate, knn_accuracy, sfda]
+    gpu_values = {}
+    if GPU == "cuda":
+        # CUDA context and kernels warmed up outside the timings.
+        logme(X[:200], np.arange(200) % 2, device="cuda")
+    for f in fns:
+        if GPU == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        gpu_values[f.__name__] = v = f(X, y, device=GPU)
+        print(f"  {f.__name__:<20} {GPU}: {time.perf_counter() - t0:6.2f} s  "
+              f"value={v:.10g}{_peak()}", flush=True)
+    for f in fns:
+        t0 = time.perf_counter()
+        v = f(X, y, device="cpu")
+        g = gpu_values[f.__name__]
+        print(f"  {f.__name__:<20} cpu : {time.perf_counter() - t0:6.2f} s  "
+              f"value={v:.10g}  rel.diff={abs(g - v) / max(abs(v), 1e-300):.1e}",
+              flush=True)
+
+
 if __name__ == "__main__":
-    {"engine": engine, "w1": w1}[sys.argv[1]]()
+    {"engine": engine, "w1": w1, "scores": scores}[sys.argv[1]]()

@@ -2,35 +2,52 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import torch
 from numpy.typing import ArrayLike, NDArray
 
-from ._common import class_means, features_labels, gram, need_more_samples
+from ._common import features_labels, need_more_samples
 from ._registry import register_score
+from ._torch_ops import (
+    check_device,
+    class_counts,
+    class_sums,
+    gram,
+    labels_tensor,
+    to_tensor,
+)
+
+_EPS = float(torch.finfo(torch.float64).eps)
 
 
-def _between(X: NDArray[np.float64], y: NDArray[np.int64], C: int
-             ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Centered X and M (C x d) with M^T M = sum_c n_c (mu_c - mu)(mu_c - mu)^T."""
-    Xc = X - X.mean(axis=0)
-    means, counts = class_means(Xc, y, C)
-    return Xc, means * np.sqrt(counts)[:, None]
+def _between(X: NDArray[np.float64], y: NDArray[np.int64], C: int,
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centered X and M (C x d) with M^T M = sum_c n_c (mu_c - mu)(mu_c - mu)^T,
+    float64 tensors on ``device``."""
+    Xt, yt = to_tensor(X, device), labels_tensor(y, device)
+    Xc = Xt - Xt.mean(dim=0)
+    counts = class_counts(yt, C)
+    means = class_sums(Xc, yt, C) / counts[:, None]
+    return Xc, means * torch.sqrt(counts)[:, None]
 
 
-def _pinv_trace(w: NDArray[np.float64], V: NDArray[np.float64],
-                M: NDArray[np.float64], cutoff: float) -> float:
+def _pinv_trace(w: torch.Tensor, V: torch.Tensor, M: torch.Tensor, cutoff: float
+                ) -> float:
     """tr(pinv(V diag(w) V^T) M^T M), eigenvalues <= cutoff dropped."""
     keep = w > cutoff
     P = M @ V[:, keep]
-    return float(np.sum(P**2 / w[keep]))
+    return float(torch.sum(P**2 / w[keep]))
 
 
 @register_score(
     "h_score", higher_is_better=True, inputs=("features", "labels"),
     summary="tr(cov(f)^-1 cov(E[f|y])): class separation relative to feature spread",
-    paper="Bao et al., ICIP 2019",
+    paper="Bao et al., ICIP 2019", gpu=True,
 )
-def h_score(features: ArrayLike, labels: ArrayLike) -> float:
+def h_score(features: ArrayLike, labels: ArrayLike, *,
+            device: str | torch.device = "cpu") -> float:
     r"""H-score: :math:`\operatorname{tr}(\operatorname{cov}(f)^{+}\operatorname{cov}(E[f\mid y]))`.
 
     .. math::
@@ -44,6 +61,8 @@ def h_score(features: ArrayLike, labels: ArrayLike) -> float:
     features : array-like of shape (n_samples, n_features)
         Needs n_samples > n_features (else use :func:`regularized_h_score`).
     labels : array-like of shape (n_samples,)
+    device : {'cpu', 'auto', 'cuda', 'cuda:N'} or torch.device, default 'cpu'
+        Where the covariances and the eigendecomposition run (torch, float64).
 
     Returns
     -------
@@ -54,8 +73,8 @@ def h_score(features: ArrayLike, labels: ArrayLike) -> float:
     Notes
     -----
     Pseudo-inverse through one symmetric eigendecomposition; eigenvalues below
-    ``max(n, d) * eps * max_eigenvalue`` are dropped. Cost O(n d^2 + d^3), memory
-    O(n d + d^2).
+    ``max(n, d) * eps * max_eigenvalue`` are dropped. Cost O(n d^2 + d^3 + n d C),
+    memory O(n d + d^2) on ``device``.
 
     References
     ----------
@@ -70,27 +89,28 @@ def h_score(features: ArrayLike, labels: ArrayLike) -> float:
     >>> 0 < h_score(X, y) <= 1
     True
     """
+    dev = check_device(device)
     X, y, C = features_labels(features, labels)
     n, d = X.shape
     need_more_samples("h_score", n, d, "use regularized_h_score or reduce the features")
-    Xc, M = _between(X, y, C)
-    w, V = np.linalg.eigh(gram(Xc))
-    cutoff = max(n, d) * np.finfo(np.float64).eps * max(float(w[-1]), 0.0)
+    Xc, M = _between(X, y, C, dev)
+    w, V = torch.linalg.eigh(gram(Xc))
+    cutoff = max(n, d) * _EPS * max(float(w[-1]), 0.0)
     return _pinv_trace(w, V, M, cutoff)
 
 
-def ledoit_wolf_shrinkage(Xc: NDArray[np.float64], S: NDArray[np.float64]) -> float:
+def ledoit_wolf_shrinkage(Xc: torch.Tensor, S: torch.Tensor) -> float:
     """Ledoit-Wolf (2004) shrinkage intensity for centered ``Xc`` with S = Xc^T Xc / n.
 
     Same estimator as ``sklearn.covariance.ledoit_wolf_shrinkage``, in O(n d) after S
     (uses sum_jk sum_i x_ij^2 x_ik^2 = sum_i ||x_i||^4).
     """
     n, d = Xc.shape
-    tr = float(np.trace(S))
+    tr = float(torch.trace(S))
     mu = tr / d
-    row2 = np.einsum("ij,ij->i", Xc, Xc)
+    row2 = torch.einsum("ij,ij->i", Xc, Xc)  # no n x d temporary
     beta_ = float(row2 @ row2)
-    delta_ = float(np.sum(S * S))
+    delta_ = float(torch.sum(S * S))
     beta = (beta_ / n - delta_) / (d * n)
     delta = (delta_ - 2.0 * mu * tr + d * mu**2) / d
     beta = min(beta, delta)
@@ -101,8 +121,10 @@ def ledoit_wolf_shrinkage(Xc: NDArray[np.float64], S: NDArray[np.float64]) -> fl
     "regularized_h_score", higher_is_better=True, inputs=("features", "labels"),
     summary="H-score with a Ledoit-Wolf shrunk feature covariance (stable for small n)",
     paper="Ibrahim, Ponomareva, Mazumder, arXiv 2022 (Newer is not always better)",
+    gpu=True,
 )
-def regularized_h_score(features: ArrayLike, labels: ArrayLike) -> float:
+def regularized_h_score(features: ArrayLike, labels: ArrayLike, *,
+                        device: str | torch.device = "cpu") -> float:
     r"""Shrinkage-regularized H-score.
 
     .. math::
@@ -119,6 +141,8 @@ def regularized_h_score(features: ArrayLike, labels: ArrayLike) -> float:
     features : array-like of shape (n_samples, n_features)
         Any n >= 2 (n < d is fine: the shrunk covariance is invertible).
     labels : array-like of shape (n_samples,)
+    device : {'cpu', 'auto', 'cuda', 'cuda:N'} or torch.device, default 'cpu'
+        Where the covariances and the eigendecomposition run (torch, float64).
 
     Returns
     -------
@@ -138,13 +162,14 @@ def regularized_h_score(features: ArrayLike, labels: ArrayLike) -> float:
     ECML-PKDD 2022 (arXiv:2110.06893). Ledoit, Wolf. A well-conditioned estimator for
     large-dimensional covariance matrices. J. Multivariate Anal. 2004.
     """
+    dev = check_device(device)
     X, y, C = features_labels(features, labels)
     n, d = X.shape
-    Xc, M = _between(X, y, C)
+    Xc, M = _between(X, y, C, dev)
     S = gram(Xc) / n
     alpha = ledoit_wolf_shrinkage(Xc, S)
-    w, V = np.linalg.eigh(S)
-    mu = float(np.trace(S)) / d
-    w_a = (1 - alpha) * w.clip(min=0) + alpha * mu
-    cutoff = max(n, d) * np.finfo(np.float64).eps * max(float(w_a[-1]), 0.0)
-    return (1 - alpha) * _pinv_trace(w_a, V, M / np.sqrt(n), cutoff)
+    w, V = torch.linalg.eigh(S)
+    mu = float(torch.trace(S)) / d
+    w_a = (1 - alpha) * torch.clamp(w, min=0.0) + alpha * mu
+    cutoff = max(n, d) * _EPS * max(float(w_a[-1]), 0.0)
+    return (1 - alpha) * _pinv_trace(w_a, V, M / math.sqrt(n), cutoff)

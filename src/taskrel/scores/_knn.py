@@ -3,25 +3,85 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
+import torch
+from numpy.typing import ArrayLike, NDArray
 
+from .._oom import with_oom_fallback
 from .._validation import check_choice, check_positive
 from ..exceptions import TaskrelInputError
 from ._common import features_labels
 from ._registry import register_score
+from ._torch_ops import check_device, labels_tensor
+
+#: Rows centered and copied to the device per step (bounds the float64 temporary).
+_COPY_ELEMS = 1 << 22
+
+
+def _prepare(X: NDArray[np.float64], metric: str, device: torch.device) -> torch.Tensor:
+    """Centered (and for 'cosine' row-normalized) float32 features on ``device``."""
+    n, d = X.shape
+    if not (X.flags.writeable and X.flags.c_contiguous):
+        X = np.array(X, order="C")  # torch warns on read-only arrays
+    Xt = torch.from_numpy(X)  # shares memory; only read
+    mean = Xt.mean(dim=0)
+    Z = torch.empty((n, d), dtype=torch.float32, device=device)
+    step = max(1, _COPY_ELEMS // max(d, 1))
+    for s in range(0, n, step):
+        Z[s:s + step] = (Xt[s:s + step] - mean).to(device=device, dtype=torch.float32)
+    if metric == "cosine":
+        norms = torch.linalg.vector_norm(Z, dim=1, keepdim=True)
+        Z /= torch.clamp(norms, min=torch.finfo(torch.float32).tiny)
+    return Z
+
+
+def _block_distances(Zb: torch.Tensor, Z: torch.Tensor, sq_b: torch.Tensor,
+                     sq: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (b x n) of the rows of ``Zb`` to all rows of ``Z``.
+
+    ``|a|^2 + |b|^2 - 2 a.b`` with one matrix product and no other b x n buffer
+    (``torch.cdist`` would also copy all of ``Z`` on every call).
+    """
+    D = Zb @ Z.T
+    return D.mul_(-2.0).add_(sq[None, :]).add_(sq_b[:, None])
+
+
+def _count_correct(Z: torch.Tensor, y: torch.Tensor, k: int, C: int, batch: int) -> int:
+    """Leave-one-out hits of the k-NN vote, queries in blocks of ``batch`` rows."""
+    n = Z.shape[0]
+    sq = torch.sum(Z * Z, dim=1)
+    # Vote weight k (k + 1) + (k - rank): the extra parts of a class sum to less than
+    # k (k + 1), so the vote count decides and a tie goes to the class whose members
+    # rank nearer in total; a tie in that too, to the lower class id. Integers, so
+    # the argmax is exact and the same on every device.
+    weight = k * (k + 1) + (k - torch.arange(k, device=Z.device))
+    correct = 0
+    for s in range(0, n, batch):
+        e = min(n, s + batch)
+        rows = torch.arange(e - s, device=Z.device)
+        D = _block_distances(Z[s:e], Z, sq[s:e], sq)
+        D[rows, rows + s] = torch.inf
+        nb = torch.topk(D, k, dim=1, largest=False, sorted=True).indices
+        del D
+        votes = torch.zeros((e - s, C), dtype=torch.int64, device=Z.device)
+        votes.scatter_add_(1, y[nb], weight.expand(e - s, k))
+        pred = torch.argmax(votes, dim=1)
+        correct += int(torch.sum(pred == y[s:e]))
+    return correct
 
 
 @register_score(
     "knn_accuracy", higher_is_better=True, inputs=("features", "labels"),
     summary="leave-one-out k-NN accuracy of the features",
-    paper="Sorkhei et al., arXiv 2503.18528 (k-NN as a simple estimator)",
+    paper="Sorkhei et al., arXiv 2503.18528 (k-NN as a simple estimator)", gpu=True,
 )
 def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
-                 metric: str = "euclidean", batch_size: int = 1024) -> float:
+                 metric: str = "euclidean", batch_size: int = 1024,
+                 device: str | torch.device = "cpu") -> float:
     r"""Leave-one-out k-NN accuracy: :math:`\frac1n\sum_i[\hat y_{-i}(x_i) = y_i]`.
 
     :math:`\hat y_{-i}` is the majority label among the k nearest other samples;
-    ties go to the tied class whose nearest member ranks first.
+    a tie goes to the tied class whose members rank nearer in total (larger sum of
+    k - rank, ranks from 0), then to the lower class id.
 
     Parameters
     ----------
@@ -30,7 +90,12 @@ def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
     k : int, default 10
     metric : {'euclidean', 'cosine'}, default 'euclidean'
     batch_size : int, default 1024
-        Query rows per block: memory O(batch_size n), never n x n.
+        Query rows per block: memory O(batch_size n), never n x n. When a block runs
+        out of memory (CUDA or host), the whole computation restarts with half the
+        block, with a ``BatchSizeWarning`` (``taskrel._oom``); the result is that of one
+        complete run, never a mix.
+    device : {'cpu', 'auto', 'cuda', 'cuda:N'} or torch.device, default 'cpu'
+        Where distances and neighbour searches run (torch).
 
     Returns
     -------
@@ -40,8 +105,9 @@ def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
     Notes
     -----
     Distances are computed in float32 on centered features (they only rank
-    neighbours), so float32 and float64 inputs give the same result. Cost
-    O(n^2 d) time, O(n d + batch_size n) memory.
+    neighbours), so float32 and float64 inputs give the same result; CPU and GPU
+    can differ only where two neighbour distances agree to float32 rounding. Cost
+    O(n^2 d) time, O(n d + batch_size n) memory (float32 on ``device``).
 
     References
     ----------
@@ -56,28 +122,13 @@ def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
     k = check_positive(k, "k", integer=True)
     check_choice(metric, "metric", ("euclidean", "cosine"))
     batch_size = check_positive(batch_size, "batch_size", integer=True)
+    dev = check_device(device)
     X, y, C = features_labels(features, labels)
     n = X.shape[0]
     if k >= n:
         raise TaskrelInputError(f"`k` must be below the number of samples ({n}); got {k}")
-    Z = (X - X.mean(axis=0)).astype(np.float32)
-    if metric == "cosine":
-        norms = np.linalg.norm(Z, axis=1, keepdims=True)
-        Z = Z / np.maximum(norms, np.finfo(np.float32).tiny)
-    sq = np.einsum("ij,ij->i", Z, Z)
-    # Votes weighted 1 + (k - r) / (k (k + 1)): extra weight sums to < 1, so it only
-    # breaks ties, in favour of the class whose nearest member ranks first.
-    w = 1.0 + (k - np.arange(k)) / (k * (k + 1.0))
-    correct = 0
-    for s in range(0, n, batch_size):
-        e = min(n, s + batch_size)
-        D = sq[s:e, None] + sq[None, :] - 2.0 * (Z[s:e] @ Z.T)
-        D[np.arange(e - s), np.arange(s, e)] = np.inf
-        idx = np.argpartition(D, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(D, idx, axis=1), axis=1, kind="stable")
-        nb = np.take_along_axis(idx, order, axis=1)
-        votes = np.zeros((e - s, C))
-        np.add.at(votes, (np.repeat(np.arange(e - s), k), y[nb].ravel()),
-                  np.tile(w, e - s))
-        correct += int(np.sum(np.argmax(votes, axis=1) == y[s:e]))
+    Z = _prepare(X, metric, dev)
+    yt = labels_tensor(y, dev)
+    correct = with_oom_fallback(lambda b: _count_correct(Z, yt, k, C, b),
+                                min(batch_size, n))
     return correct / n

@@ -44,6 +44,10 @@ class ScoreSpec:
         One line.
     paper : str
         Short reference (authors, venue, year).
+    gpu : bool
+        True when ``func`` takes ``device`` and runs in torch (on a GPU if asked);
+        False for CPU-only estimators, to which :func:`compute_score` does not pass
+        ``device``.
     """
 
     name: str
@@ -52,6 +56,7 @@ class ScoreSpec:
     inputs: tuple[str, ...]
     summary: str
     paper: str
+    gpu: bool = False
 
     @property
     def direction(self) -> str:
@@ -68,6 +73,7 @@ def register_score(
     inputs: tuple[str, ...],
     summary: str,
     paper: str,
+    gpu: bool = False,
 ) -> Callable[[Callable[..., float]], Callable[..., float]]:
     """Decorator: register ``func`` under ``name`` and return it unchanged."""
     bad = [k for k in inputs if k not in INPUT_KINDS]
@@ -79,7 +85,7 @@ def register_score(
             warnings.warn(f"score {name!r} registered twice; the last one wins",
                           stacklevel=2)
         _REGISTRY[name] = ScoreSpec(name, func, bool(higher_is_better), tuple(inputs),
-                                    summary, paper)
+                                    summary, paper, bool(gpu))
         return func
 
     return deco
@@ -168,7 +174,10 @@ def compute_score(name: str, task: Any, *, source: Any = None, **kwargs: Any) ->
         Reference task, for scores whose inputs include ``"source_task"`` (OTCE,
         OT-NCE, task-relatedness).
     **kwargs
-        Passed to the estimator.
+        Passed to the estimator. ``device`` (``'cpu'``, ``'auto'``, ``'cuda'``,
+        ``'cuda:N'``) is validated for every score and passed only to those with a
+        torch path (``get_score(name).gpu``); the others run on the CPU whatever it
+        says (a documented no-op, so one ``device`` serves a mixed list of scores).
 
     Returns
     -------
@@ -176,4 +185,10 @@ def compute_score(name: str, task: Any, *, source: Any = None, **kwargs: Any) ->
         The score; see ``get_score(name).higher_is_better`` for its direction.
     """
     spec = get_score(name)
+    if "device" in kwargs:
+        from ._torch_ops import check_device
+
+        check_device(kwargs["device"])
+        if not spec.gpu:
+            kwargs = {k: v for k, v in kwargs.items() if k != "device"}
     return float(spec.func(*_arrays_for(spec, task, source), **kwargs))

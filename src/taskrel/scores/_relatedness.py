@@ -13,7 +13,7 @@ from ._registry import register_score
     "task_relatedness", higher_is_better=False,
     inputs=("source_task", "features", "labels"),
     summary="the task-relatedness bound on the target loss (reference -> target)",
-    paper="Mehra, Zhang, Hamm, NeurIPS 2024",
+    paper="Mehra, Zhang, Hamm, NeurIPS 2024", gpu=True,
 )
 def task_relatedness_score(source_features: ArrayLike, source_labels: ArrayLike,
                            target_features: ArrayLike, target_labels: ArrayLike,

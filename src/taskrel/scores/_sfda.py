@@ -2,40 +2,57 @@
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
-from scipy.special import softmax
+import math
+from typing import Any
+
+import torch
+from numpy.typing import ArrayLike
 
 from .._validation import check_positive
-from ._common import class_means, features_labels, gram
+from ._common import features_labels
 from ._registry import register_score
+from ._torch_ops import (
+    check_device,
+    class_counts,
+    class_sums,
+    gram,
+    labels_tensor,
+    to_tensor,
+)
 
 
-def _lda_proba(X: NDArray[np.float64], y: NDArray[np.int64], C: int,
-               shrinkage: float | None) -> tuple[NDArray[np.float64], float]:
-    """Shrinkage-LDA class posteriors on X; returns (proba n x C, shrinkage used)."""
+def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None
+               ) -> tuple[torch.Tensor, float]:
+    """Shrinkage-LDA class posteriors on X; returns (proba n x C, shrinkage used).
+
+    ``X`` and ``y`` are tensors (or arrays, read as float64 / int64 CPU tensors).
+    """
+    X = torch.as_tensor(X, dtype=torch.float64)
+    y = torch.as_tensor(y, dtype=torch.int64, device=X.device)
     n, d = X.shape
-    means, counts = class_means(X, y, C)
-    R = X - means[y]
+    counts = class_counts(y, C)
+    means = class_sums(X, y, C) / counts[:, None]
+    # X - means[y] in one n x d buffer (fresh temporaries are slow on torch's CPU).
+    R = means[y].neg_().add_(X)
     Sw = gram(R) / n  # sum_c pi_c cov_c (biased)
-    w, V = np.linalg.eigh(Sw)
-    w = w.clip(min=0)
+    w, V = torch.linalg.eigh(Sw)
+    w = torch.clamp(w, min=0.0)
     if shrinkage is None:
-        shrinkage = max(float(np.exp(-5.0 * w[-1])), 1e-10)
+        shrinkage = max(math.exp(-5.0 * float(w[-1])), 1e-10)
     mu = float(w.sum()) / d
     e = (1 - shrinkage) * w + shrinkage * mu  # eigenvalues of the shrunk Sw
     coef = ((means @ V) / e) @ V.T  # means Sw^-1, C x d
-    intercept = -0.5 * np.einsum("ij,ij->i", coef, means) + np.log(counts / n)
-    return softmax(X @ coef.T + intercept, axis=1), shrinkage
+    intercept = -0.5 * torch.sum(coef * means, dim=1) + torch.log(counts / n)
+    return torch.softmax(X @ coef.T + intercept, dim=1), shrinkage
 
 
 @register_score(
     "sfda", higher_is_better=True, inputs=("features", "labels"),
     summary="mean LDA posterior of the true class after confidence-mixing hard samples",
-    paper="Shao et al., ECCV 2022 (Not All Models Are Equal)",
+    paper="Shao et al., ECCV 2022 (Not All Models Are Equal)", gpu=True,
 )
 def sfda(features: ArrayLike, labels: ArrayLike, *,
-         shrinkage: float | None = None) -> float:
+         shrinkage: float | None = None, device: str | torch.device = "cpu") -> float:
     r"""SFDA: self-challenging Fisher discriminant analysis score.
 
     1. Fit a shrinkage LDA: within-class scatter
@@ -55,6 +72,8 @@ def sfda(features: ArrayLike, labels: ArrayLike, *,
     labels : array-like of shape (n_samples,)
     shrinkage : float in (0, 1], optional
         Fixed shrinkage instead of the adaptive rule.
+    device : {'cpu', 'auto', 'cuda', 'cuda:N'} or torch.device, default 'cpu'
+        Where both LDA fits and the ConfMix step run (torch, float64).
 
     Returns
     -------
@@ -67,7 +86,8 @@ def sfda(features: ArrayLike, labels: ArrayLike, *,
     all eigenvectors, whose classifier equals the LDA above; we use one symmetric
     eigendecomposition of :math:`S_w` per fit. The adaptive shrinkage depends on the
     feature scale (as in the paper). The caller's array is never modified (the
-    reference code overwrites it during ConfMix). Cost O(n d^2 + d^3 + n d C).
+    reference code overwrites it during ConfMix). Cost O(n d^2 + d^3 + n d C), memory
+    O(n d + d^2 + n C) on ``device``.
 
     References
     ----------
@@ -80,13 +100,16 @@ def sfda(features: ArrayLike, labels: ArrayLike, *,
             from ..exceptions import TaskrelInputError
 
             raise TaskrelInputError(f"`shrinkage` must be in (0, 1]; got {shrinkage!r}")
+    dev = check_device(device)
     X, y, C = features_labels(features, labels)
     n = X.shape[0]
-    p, lam = _lda_proba(X, y, C, shrinkage)
-    q = softmax(p, axis=1)
-    means, _ = class_means(X, y, C)
-    others = (means.sum(axis=0) - means) / (C - 1)
-    conf = q[np.arange(n), y][:, None]
-    Xm = conf * X + (1 - conf) * others[y]
-    p2, _ = _lda_proba(Xm, y, C, lam)
-    return float(np.mean(p2[np.arange(n), y]))
+    Xt, yt = to_tensor(X, dev), labels_tensor(y, dev)
+    p, lam = _lda_proba(Xt, yt, C, shrinkage)
+    q = torch.softmax(p, dim=1)
+    means = class_sums(Xt, yt, C) / class_counts(yt, C)[:, None]
+    others = (means.sum(dim=0) - means) / (C - 1)
+    rows = torch.arange(n, device=dev)
+    conf = q[rows, yt][:, None]
+    Xm = torch.lerp(others[yt], Xt, conf)  # conf * X + (1 - conf) * others, fused
+    p2, _ = _lda_proba(Xm, yt, C, lam)
+    return float(torch.mean(p2[rows, yt]))
