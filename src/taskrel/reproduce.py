@@ -460,7 +460,9 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
     source = Task(features=ref.features, labels=ref.labels) \
         if "source_task" in spec.inputs else None
     try:
-        v = compute_score(est, task, source=source)
+        # Torch estimators follow options.device ("auto": the GPU when there is one).
+        dev = {"device": _device(config)} if spec.gpu else {}
+        v = compute_score(est, task, source=source, **dev)
     except TaskrelInputError as exc:
         # A property of the cell's shapes (e.g. H-score needs n > d): recorded, not retried.
         return {"value": None, "extra": {**extra, "not_applicable": str(exc)[:300]}}
