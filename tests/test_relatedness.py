@@ -282,3 +282,27 @@ def test_label_free_run_whose_pseudo_labels_collapse_says_why():
     Xt = np.repeat(Xr[yr == 0][:1], 20, axis=0)
     with pytest.raises(TaskrelInputError, match="fewer than 2 target classes .*more target"):
         taskrel.task_relatedness(Xr, yr, Xt, None, n_target_classes=2, device="cpu")
+
+
+def test_reference_classifier_near_chance_is_flagged(easy_pair):
+    from taskrel.exceptions import AssumptionWarning
+
+    # Features independent of the reference labels: the reference classifier's test
+    # loss is about log 3, so the bound says little about the encoder.
+    rng = np.random.default_rng(0)
+    Xr, Xr_te = rng.normal(size=(180, 6)), rng.normal(size=(120, 6))
+    yr, yr_te = rng.integers(0, 3, 180), rng.integers(0, 3, 120)
+    with pytest.warns(AssumptionWarning, match="near chance"):
+        r = taskrel.task_relatedness(Xr, yr, easy_pair["Xt"], easy_pair["yt"],
+                                     reference_test_features=Xr_te,
+                                     reference_test_labels=yr_te, device="cpu")
+    assert r.settings["reference_near_chance"] is True
+    assert r.reference_loss > 0.9 * math.log(3)
+    import warnings
+
+    # An informative reference (well-separated blobs) is not flagged.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ok = _run(easy_pair)
+    assert ok.settings["reference_near_chance"] is False
+    assert not [w for w in caught if "near chance" in str(w.message)]

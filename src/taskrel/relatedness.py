@@ -49,6 +49,10 @@ from .exceptions import AssumptionWarning, ConvergenceWarning, TaskrelInputError
 from .heads import LinearHead, Standardizer, train_linear_head
 from .result import RelatednessResult
 
+#: ``settings["reference_near_chance"]`` (and an AssumptionWarning) when the reference
+#: classifier's test loss exceeds this fraction of log K_R.
+NEAR_CHANCE = 0.9
+
 __all__ = ["task_relatedness", "auto_tau", "split_task", "RECIPES", "B_MODES"]
 
 RECIPES = ("fast", "paper")
@@ -731,6 +735,19 @@ def task_relatedness(
             f"the reference head's measured gradient norm {lip_ref:.4g} exceeds "
             f"tau={tau_value:.4g} by more than 25%; the Lipschitz assumption is only "
             "approximately met (the bound uses the measured value)",
+            AssumptionWarning, stacklevel=2,
+        )
+    # A reference classifier near chance makes a small bound out of nothing: its loss is
+    # about log K_R and its Lipschitz x W1 is small, so a collapsed encoder outranks
+    # informative ones (measured: EfficientNet-Lite2 at 32 px in the vision suite).
+    near_chance = bool(ev["ref_loss"] > NEAR_CHANCE * math.log(K_R))
+    settings["reference_near_chance"] = near_chance
+    if near_chance:
+        warnings.warn(
+            f"the reference classifier is near chance on its test split (loss "
+            f"{ev['ref_loss']:.3g} vs log K_R = {math.log(K_R):.3g}, accuracy "
+            f"{ev['ref_acc']:.3g}): these features carry little class information, and a "
+            "bound made mostly of that loss can rank this encoder above informative ones",
             AssumptionWarning, stacklevel=2,
         )
     A_is_identity = np.array_equal(sol["A"], np.eye(d))
