@@ -223,13 +223,20 @@ _TASKS_CACHE: collections.OrderedDict[str, tuple[Any, Any, Any]] = collections.O
 _TASKS_CACHE_SIZE = 6
 
 
-def _tasks_key(config: ExperimentConfig, cell: Cell) -> str:
+def _reference_key(config: ExperimentConfig, encoder: str) -> str:
+    """Everything the projected reference features depend on."""
     opts = {k: config.options.get(k) for k in
-            ("max_reference", "max_target", "max_test", "feature_dim", "device",
-             "smallcnn_epochs")}
+            ("max_reference", "feature_dim", "device", "smallcnn_epochs")}
     ft = {k: config.finetune.get(k) for k in ("image_size", "max_tokens")}
-    return json.dumps([cell.encoder, config.reference.to_dict(),
-                       config.target(cell.target).to_dict(), opts, ft], sort_keys=True)
+    return json.dumps([encoder, config.reference.to_dict(), opts, ft], sort_keys=True)
+
+
+def _tasks_key(config: ExperimentConfig, cell: Cell) -> str:
+    """:func:`_reference_key` plus what the target's tasks depend on."""
+    return json.dumps([_reference_key(config, cell.encoder),
+                       config.target(cell.target).to_dict(),
+                       config.options.get("max_target"), config.options.get("max_test")],
+                      sort_keys=True)
 
 
 def _tasks(config: ExperimentConfig, cell: Cell) -> tuple[Any, Any, Any]:
@@ -260,11 +267,8 @@ _PCA_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 def _reference_pca(config: ExperimentConfig, encoder: str, X: Any, k: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_pca` of the reference features, once per (encoder, reference, budget)."""
-    key = json.dumps([encoder, config.reference.to_dict(), k,
-                      config.options.get("max_reference"), config.finetune.get("image_size"),
-                      config.finetune.get("max_tokens"), config.options.get("smallcnn_epochs")],
-                     sort_keys=True)
+    """:func:`_pca` of the reference features, once per :func:`_reference_key`."""
+    key = _reference_key(config, encoder)
     if key not in _PCA_CACHE:
         if len(_PCA_CACHE) >= 8:
             _PCA_CACHE.pop(next(iter(_PCA_CACHE)))
