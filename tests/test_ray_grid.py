@@ -30,12 +30,23 @@ def digits_cell(cell: Cell) -> dict:
 
     from taskrel.scores import get_score
 
+    import torch
+    from threadpoolctl import threadpool_limits
+
     X, y = load_digits(return_X_y=True)
     keep = np.isin(y, TARGETS[cell.target])
     X, y = X[keep], y[keep]
     rng = np.random.default_rng(cell.seed)
     idx = np.sort(rng.choice(y.size, size=int(cell.fraction * y.size), replace=False))
-    value = get_score(cell.estimator).func(X[idx], y[idx])
+    # One thread wherever the cell runs: Ray workers have one (OMP_NUM_THREADS=1), and a
+    # multi-threaded BLAS sums in another order, which changes the last bits.
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            value = get_score(cell.estimator).func(X[idx], y[idx])
+    finally:
+        torch.set_num_threads(n_threads)
     return {"value": float(value), "extra": {"n": int(idx.size)}}
 
 
