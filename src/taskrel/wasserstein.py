@@ -105,6 +105,17 @@ class W1Estimate:
 # ---------------------------------------------------------------- validation
 
 
+def _check_row_pair(X: Any, Y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:
+    """:func:`_check_rows` on both, and the same number of features."""
+    X, Y = _check_rows(X, x_name), _check_rows(Y, y_name)
+    if X.shape[1] != Y.shape[1]:
+        raise TaskrelInputError(
+            f"`{x_name}` and `{y_name}` must have the same number of features: "
+            f"{X.shape[1]} vs {Y.shape[1]}"
+        )
+    return X, Y
+
+
 def _check_rows(X: Any, name: str) -> Any:
     """Shape/dtype checks that do not read a memory-mapped array's data."""
     if X is None:
@@ -369,13 +380,7 @@ def class_conditional_w1(
     5.0
     """
     m = check_choice(method, "method", METHODS)
-    ref_X = _check_rows(ref_X, "ref_X")
-    tgt_X = _check_rows(tgt_X, "tgt_X")
-    if ref_X.shape[1] != tgt_X.shape[1]:
-        raise TaskrelInputError(
-            f"`ref_X` and `tgt_X` must have the same number of features: "
-            f"{ref_X.shape[1]} vs {tgt_X.shape[1]}"
-        )
+    ref_X, tgt_X = _check_row_pair(ref_X, tgt_X, "ref_X", "tgt_X")
     ref_classes, ref_idx = check_labels(ref_y, "ref_y", min_classes=1, min_per_class=1)
     tgt_classes, tgt_idx = check_labels(tgt_y, "tgt_y", min_classes=1, min_per_class=1)
     check_consistent_length(ref_X, "ref_X", ref_idx, "ref_y")
@@ -489,12 +494,7 @@ def w1(
     5.0
     """
     m = check_choice(method, "method", METHODS)
-    X = _check_rows(X, "X")
-    Y = _check_rows(Y, "Y")
-    if X.shape[1] != Y.shape[1]:
-        raise TaskrelInputError(
-            f"`X` and `Y` must have the same number of features: {X.shape[1]} vs {Y.shape[1]}"
-        )
+    X, Y = _check_row_pair(X, Y, "X", "Y")
     a = _check_weights(a, "a", X.shape[0])
     b = _check_weights(b, "b", Y.shape[0])
     n_batches, epsilon, batch_size, dev = _check_solver_args(
