@@ -247,11 +247,9 @@ def _tasks(config: ExperimentConfig, cell: Cell) -> tuple[Any, Any, Any]:
     if hit is not None:
         _TASKS_CACHE.move_to_end(key)
         return hit
-    ref = _task(config, cell.encoder, config.reference, "both",
-                _opt(config, "max_reference", None))
-    spec = config.target(cell.target)
-    tgt = _task(config, cell.encoder, spec, "train", _opt(config, "max_target", None))
-    test = _task(config, cell.encoder, spec, "test", _opt(config, "max_test", None))
+    ref, tgt, test = (_unit_task(config, u) for u in (
+        (cell.encoder, config.reference.name, "both"), (cell.encoder, cell.target, "train"),
+        (cell.encoder, cell.target, "test")))
     k = _opt(config, "feature_dim", None)
     if k is not None and int(k) < ref.features.shape[1]:
         mean, comps = _reference_pca(config, cell.encoder, ref.features, int(k))
@@ -524,15 +522,21 @@ def feature_units(config: ExperimentConfig) -> list[tuple[str, str, str]]:
     return units
 
 
-def _prepare_unit(unit: tuple[str, str, str], config: ExperimentConfig) -> dict[str, Any]:
+def _unit_task(config: ExperimentConfig, unit: tuple[str, str, str]) -> Any:
+    """The extracted task of a :func:`feature_units` unit: the reference's train+test
+    (split ``"both"``, ``max_reference`` rows) or a target's train or test split."""
     enc, name, split = unit
-    if name == config.reference.name and split == "both":
+    if split == "both":
         spec, limit = config.reference, _opt(config, "max_reference", None)
     else:
         spec = config.target(name)
         limit = _opt(config, "max_target" if split == "train" else "max_test", None)
+    return _task(config, enc, spec, split, limit)
+
+
+def _prepare_unit(unit: tuple[str, str, str], config: ExperimentConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
-    task = _task(config, enc, spec, split, limit)
+    task = _unit_task(config, unit)
     return {"rows": int(len(task.labels)), "dim": int(task.features.shape[1]),
             "seconds": time.perf_counter() - t0}
 
