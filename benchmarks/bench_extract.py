@@ -19,7 +19,7 @@ def main(argv=None) -> None:
 
     from taskrel.data import load_dataset
     from taskrel.encoders import load_encoder
-    from taskrel.extract import extract_task
+    from taskrel.features.extract import extract_task
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=256)

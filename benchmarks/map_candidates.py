@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from taskrel import relatedness as R
-from taskrel._ot import build_groups, fit_affine, group_couplings
+from taskrel.relatedness.transport import build_groups, fit_affine, group_couplings
 from taskrel.heads import Standardizer, train_linear_head
 from taskrel.io import load_task
 

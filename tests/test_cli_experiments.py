@@ -14,10 +14,10 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from taskrel.cli import main
 from taskrel.experiments import parse_config, run_grid
-from taskrel.finetune import linear_probe_cell
+from taskrel.features.finetune import linear_probe_cell
 from taskrel.heads import Standardizer
 from taskrel.relatedness import auto_tau, task_relatedness
-from taskrel.store import ResultsStore
+from taskrel.experiments.store import ResultsStore
 
 _X, _Y = load_digits(return_X_y=True)
 _TR, _TE = slice(0, 900), slice(900, None)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from taskrel import TaskrelInputError
-from taskrel import data as D
+from taskrel.features import datasets as D
 
 # name -> (n_train, n_test, n_classes)
 COUNTS = {

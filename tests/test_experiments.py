@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from taskrel.exceptions import TaskrelInputError
-from taskrel.executors import LocalExecutor, get_executor
+from taskrel.experiments.executors import LocalExecutor, get_executor
 from taskrel.experiments import (
     CellResult,
     expand_grid,
@@ -17,7 +17,7 @@ from taskrel.experiments import (
     parse_config,
     run_grid,
 )
-from taskrel.store import Cell, ResultsStore
+from taskrel.experiments.store import Cell, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,7 +155,7 @@ def test_local_executor_reports_exceptions_in_order():
 
 
 def test_ray_executor_missing_is_a_clear_error(monkeypatch):
-    have_file = importlib.util.find_spec("taskrel.executors.ray_executor") is not None
+    have_file = importlib.util.find_spec("taskrel.experiments.executors.ray_executor") is not None
     have_ray = importlib.util.find_spec("ray") is not None
     if have_file and have_ray:
         pytest.skip("Ray and taskrel's Ray executor are installed")
@@ -163,26 +163,26 @@ def test_ray_executor_missing_is_a_clear_error(monkeypatch):
         get_executor("ray", address=None)
     # the same message when only Ray itself is missing
     monkeypatch.setitem(sys.modules, "ray", None)
-    monkeypatch.setitem(sys.modules, "taskrel.executors.ray_executor", None)
+    monkeypatch.setitem(sys.modules, "taskrel.experiments.executors.ray_executor", None)
     with pytest.raises(TaskrelInputError, match=r"pip install 'taskrel\[ray\]'"):
         get_executor("ray")
 
 
 def test_dataset_spec_load_calls_the_data_contract(monkeypatch):
-    """DatasetSpec.load speaks taskrel.data's contract (a stand-in module records calls)."""
+    """DatasetSpec.load speaks taskrel.features.datasets' contract (a stand-in module records calls)."""
     import types
 
     calls = []
-    fake = types.ModuleType("taskrel.data")
+    fake = types.ModuleType("taskrel.features.datasets")
     fake.load_dataset = lambda name: calls.append(("load", name)) or name
     fake.subset_classes = lambda ds, cl: calls.append(("subset", cl)) or ds
     fake.relabel = lambda ds, m: calls.append(("relabel", m)) or ds
     fake.transform_images = lambda ds, k, s, seed: calls.append(("tf", k, s, seed)) or ds
     fake.subsample = lambda ds, fraction, seed: calls.append(("sub", fraction, seed)) or ds
-    monkeypatch.setitem(sys.modules, "taskrel.data", fake)
-    import taskrel
+    monkeypatch.setitem(sys.modules, "taskrel.features.datasets", fake)
+    import taskrel.features
 
-    monkeypatch.setattr(taskrel, "data", fake, raising=False)  # once imported for real
+    monkeypatch.setattr(taskrel.features, "datasets", fake, raising=False)  # once imported
     cfg = parse_config(dict(BASE, targets=[{
         "name": "x", "dataset": "fashion_mnist", "classes": [0, 2], "relabel": [1, 0],
         "transform": {"kind": "rotate", "strength": 30}, "subsample": 0.5}]))

@@ -12,7 +12,7 @@ from taskrel import TaskrelInputError
 from taskrel.cli import main
 from taskrel.data import load_dataset, subsample
 from taskrel.encoders import load_encoder
-from taskrel.extract import extract_task
+from taskrel.features.extract import extract_task
 from taskrel.io import load_task
 
 
@@ -168,7 +168,7 @@ def test_out_of_memory_batch_falls_back_to_a_smaller_one(tmp_path, small_digits)
     the next chunks start from the batch that fitted."""
     import torch
 
-    from taskrel._oom import BatchSizeWarning
+    from taskrel._internal.oom import BatchSizeWarning
     from taskrel.encoders import Encoder
 
     class Flaky(Encoder):

@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from taskrel.exceptions import TaskrelInputError
-from taskrel.finetune import finetune, linear_probe_cell
+from taskrel.features.finetune import finetune, linear_probe_cell
 from taskrel.probe import linear_probe
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taskrel import TaskrelInputError
-from taskrel._oom import BatchSizeWarning, with_oom_fallback
+from taskrel._internal.oom import BatchSizeWarning, with_oom_fallback
 
 
 def _fits_up_to(limit, exc=MemoryError, calls=None):

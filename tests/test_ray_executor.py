@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from taskrel import TaskrelInputError
-from taskrel.executors.ray_executor import RayExecutor
+from taskrel.experiments.executors.ray_executor import RayExecutor
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from taskrel.experiments import run_grid
-from taskrel.store import Cell, ResultsStore
+from taskrel.experiments.store import Cell, ResultsStore
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
@@ -59,7 +59,7 @@ def _cells() -> list[Cell]:
 def ray_executor():
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is an optional extra: pip install 'taskrel[ray]'")
-    from taskrel.executors.ray_executor import RayExecutor
+    from taskrel.experiments.executors.ray_executor import RayExecutor
 
     ex = RayExecutor(num_cpus=2, init_kwargs={"object_store_memory": 100 * 2**20})
     yield ex

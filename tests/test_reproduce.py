@@ -12,8 +12,8 @@ import pytest
 
 from taskrel.cli import main
 from taskrel.experiments import parse_config
-from taskrel.reproduce import cell_fn, fraction_rows, make_cell_fn, reference_tau
-from taskrel.store import Cell
+from taskrel.experiments.reproduce import cell_fn, fraction_rows, make_cell_fn, reference_tau
+from taskrel.experiments.store import Cell
 
 _RAW = {
     "name": "tinydigits",
@@ -76,7 +76,7 @@ def test_cell_fn_estimator_and_probe_cells():
     assert 0.2 < probe["value"] <= 1.0          # 5 classes: chance is 0.2
     assert probe["extra"]["loss"] > 0
     # The probe uses the tau of the relatedness run (the auto rule on the reference).
-    from taskrel.reproduce import _tasks
+    from taskrel.experiments.reproduce import _tasks
 
     ref, _, _ = _tasks(cfg, Cell("effnet_lite0_random", "digits04", "digits59", 1.0, 0,
                                  "linear_probe"))
@@ -142,7 +142,7 @@ def _to_toml(raw):
 
 def test_demo_config_parses_and_names_registered_estimators():
     from taskrel import demo
-    from taskrel.reproduce import normalize_config
+    from taskrel.experiments.reproduce import normalize_config
 
     cfg = normalize_config(parse_config(demo.DEMO_CONFIG))
     assert [t.name for t in cfg.targets] == ["fmnist_rot15", "mnist5k", "digits"]
@@ -150,7 +150,7 @@ def test_demo_config_parses_and_names_registered_estimators():
 
 
 def test_drop_single_row_classes():
-    from taskrel.reproduce import drop_single_row_classes
+    from taskrel.experiments.reproduce import drop_single_row_classes
 
     y = np.array([3, 3, 7, 5, 5, 5, 9])
     rows, dropped = drop_single_row_classes(y, np.array([0, 1, 2, 3, 4, 6]))
@@ -160,7 +160,7 @@ def test_drop_single_row_classes():
 
 
 def test_prepare_features_fills_the_cache_the_cells_read(monkeypatch):
-    from taskrel import reproduce
+    from taskrel.experiments import reproduce
 
     cfg = parse_config({**_RAW, "targets": _RAW["targets"][:2]})
     units = reproduce.feature_units(cfg)

@@ -130,7 +130,7 @@ def test_cpu_only_scores_take_device_as_a_no_op(monkeypatch):
 
 
 def test_knn_halves_the_block_on_cuda_oom(monkeypatch):
-    from taskrel._oom import BatchSizeWarning
+    from taskrel._internal.oom import BatchSizeWarning
     from taskrel.scores import _knn
 
     X, y = _case(3, 500, 32, 10)

@@ -17,7 +17,7 @@ import pytest
 
 from taskrel.exceptions import TaskrelInputError
 from taskrel.experiments import run_grid
-from taskrel.store import COLUMNS, Cell, ResultsStore
+from taskrel.experiments.store import COLUMNS, Cell, ResultsStore
 
 
 def _cells(n_targets=4, fractions=(0.1, 1.0), seeds=(0, 1), estimators=("a", "b")):
@@ -125,7 +125,7 @@ def test_export_parquet_or_clear_error(tmp_path, monkeypatch):
 
 _WORKER = textwrap.dedent("""
     import sys, time
-    from taskrel.store import Cell, ResultsStore
+    from taskrel.experiments.store import Cell, ResultsStore
     from taskrel.experiments import run_grid
 
     def value(c):

@@ -70,7 +70,7 @@ def run_digits_demo(out_dir: Path, seed: int = 0, *, device: str = "cpu"
                     ) -> list[dict[str, Any]]:
     """The model-free digits demo (raw pixels, reference digits 0-4)."""
     from .probe import linear_probe
-    from .relatedness import split_task, task_relatedness
+    from .relatedness.engine import split_task, task_relatedness
 
     tasks = digits_tasks(seed)
     Xr, yr = tasks["reference"]
@@ -205,9 +205,9 @@ _COLUMNS = [
 def run_demo(out: Path = Path("out"), *, device: str = "auto", quiet: bool = False
              ) -> list[dict[str, Any]]:
     """Run the embedded Fashion-MNIST demo; return one dict per target."""
-    from .experiments import parse_config
-    from .reproduce import run_suite
-    from .store import ResultsStore
+    from .experiments.suite import parse_config
+    from .experiments.reproduce import run_suite
+    from .experiments.store import ResultsStore
 
     cfg = parse_config({**DEMO_CONFIG,
                         "options": {**DEMO_CONFIG["options"], "device": device}})
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the model-free digits demo instead (raw pixels)")
     args = ap.parse_args(argv)
     if not args.digits:
-        from .data import load_dataset
+        from .features.datasets import load_dataset
         from .exceptions import TaskrelInputError
 
         try:

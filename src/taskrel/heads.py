@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ._torch import generator, resolve_device
-from ._validation import check_choice, check_positive
+from ._internal.devices import generator, resolve_device
+from ._internal.validation import check_choice, check_positive
 from .exceptions import ConvergenceWarning
 
 __all__ = ["Standardizer", "LinearHead", "train_linear_head", "HEAD_RECIPES"]

@@ -73,7 +73,7 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
     known = {"features", "labels", "test_features", "test_labels", "class_names",
              "source_probs", "test_source_probs", "meta"}
     meta = {k: v.tolist() for k, v in data.items() if k not in known}
-    if "meta" in data:  # JSON metadata written by taskrel.extract (a 1-element str array)
+    if "meta" in data:  # JSON metadata written by taskrel.features.extract (a 1-element str array)
         for item in np.atleast_1d(data["meta"]).tolist():
             try:
                 parsed = json.loads(str(item))

@@ -7,8 +7,8 @@ import time
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._torch import resolve_device
-from ._validation import (
+from ._internal.devices import resolve_device
+from ._internal.validation import (
     check_choice,
     check_consistent_length,
     check_features,
@@ -17,7 +17,7 @@ from ._validation import (
     check_same_dim,
 )
 from .heads import HEAD_RECIPES, Standardizer, train_linear_head
-from .relatedness import _encode_with
+from .relatedness.engine import _encode_with
 from .result import ProbeResult
 
 __all__ = ["linear_probe"]

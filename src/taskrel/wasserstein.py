@@ -46,9 +46,9 @@ import ot
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from ._oom import with_oom_fallback
-from ._torch import resolve_device
-from ._validation import check_choice, check_consistent_length, check_labels, check_positive
+from ._internal.oom import with_oom_fallback
+from ._internal.devices import resolve_device
+from ._internal.validation import check_choice, check_consistent_length, check_labels, check_positive
 from .exceptions import TaskrelInputError
 
 __all__ = ["W1Estimate", "class_conditional_w1", "w1", "METHODS", "EXACT_MAX_PAIRS"]

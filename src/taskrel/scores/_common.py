@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._validation import check_consistent_length, check_features, check_labels
+from .._internal.validation import check_consistent_length, check_features, check_labels
 from ..exceptions import TaskrelInputError
 
 #: Rows of a probability matrix may miss 1 by this much (float32 softmax of many

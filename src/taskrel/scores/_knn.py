@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from .._oom import with_oom_fallback
-from .._validation import check_choice, check_positive
+from .._internal.oom import with_oom_fallback
+from .._internal.validation import check_choice, check_positive
 from ..exceptions import TaskrelInputError
 from ._common import features_labels
 from ._registry import register_score
@@ -92,7 +92,7 @@ def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
     batch_size : int, default 1024
         Query rows per block: memory O(batch_size n), never n x n. When a block runs
         out of memory (CUDA or host), the whole computation restarts with half the
-        block, with a ``BatchSizeWarning`` (``taskrel._oom``); the result is that of one
+        block, with a ``BatchSizeWarning`` (``taskrel._internal.oom``); the result is that of one
         complete run, never a mix.
     device : {'cpu', 'auto', 'cuda', 'cuda:N'} or torch.device, default 'cpu'
         Where distances and neighbour searches run (torch).

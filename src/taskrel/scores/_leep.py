@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 
-from .._validation import check_consistent_length, check_labels, check_positive
+from .._internal.validation import check_consistent_length, check_labels, check_positive
 from ..exceptions import TaskrelInputError
 from ._common import check_probabilities, features_labels, onehot, pca_variance
 from ._registry import register_score

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 
-from .._validation import check_choice, check_positive, check_same_dim
+from .._internal.validation import check_choice, check_positive, check_same_dim
 from ..exceptions import ConvergenceWarning
 from ._common import features_labels, onehot
 from ._registry import register_score

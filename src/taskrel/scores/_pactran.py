@@ -9,7 +9,7 @@ import scipy.optimize
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import log_softmax, softmax
 
-from .._validation import check_positive
+from .._internal.validation import check_positive
 from ..exceptions import ConvergenceWarning
 from ._common import features_labels, onehot
 from ._registry import register_score

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from numpy.typing import ArrayLike
 
-from .._validation import check_positive
+from .._internal.validation import check_positive
 from ._common import features_labels
 from ._registry import register_score
 from ._torch_ops import (

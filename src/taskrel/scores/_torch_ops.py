@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .._torch import resolve_device
+from .._internal.devices import resolve_device
 from ._common import gram as _np_gram
 from ..exceptions import TaskrelInputError
 

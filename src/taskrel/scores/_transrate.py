@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from numpy.typing import ArrayLike
 
-from .._validation import check_positive
+from .._internal.validation import check_positive
 from ._common import features_labels
 from ._registry import register_score
 from ._torch_ops import check_device, gram, labels_tensor, to_tensor

@@ -16,7 +16,7 @@ import numpy as np
 import ot
 from numpy.typing import NDArray
 
-from .exceptions import ConvergenceWarning
+from ..exceptions import ConvergenceWarning
 
 #: Floor on residual norms in the IRLS weights (features are standardized, so 1e-9 is
 #: far below any distance that matters).

@@ -11,7 +11,7 @@ import gc
 import warnings
 from typing import Callable, TypeVar
 
-from ._validation import check_positive
+from .validation import check_positive
 
 __all__ = ["with_oom_fallback", "BatchSizeWarning", "is_oom_error"]
 
@@ -90,7 +90,7 @@ def with_oom_fallback(
     batch = check_positive(batch_size, "batch_size", integer=True)
     floor = check_positive(min_batch, "min_batch", integer=True)
     if floor > batch:
-        from .exceptions import TaskrelInputError
+        from ..exceptions import TaskrelInputError
 
         raise TaskrelInputError(
             f"`min_batch` must be <= `batch_size`; got {floor} > {batch}"

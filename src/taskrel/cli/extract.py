@@ -8,8 +8,8 @@ from typing import Any
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from .encoders import encoder_from_json, load_encoder
-    from .extract import extract_task
+    from ..features.encoders import encoder_from_json, load_encoder
+    from ..features.extract import extract_task
 
     opts = encoder_from_json(args.encoder_options) if args.encoder_options else {}
     if args.image_size is not None:
@@ -32,7 +32,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from .data import list_datasets, load_dataset
+    from ..features.datasets import list_datasets, load_dataset
 
     names = list_datasets()
     if not args.details:
@@ -55,7 +55,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_encoders(args: argparse.Namespace) -> int:
-    from .encoders import list_encoders
+    from ..features.encoders import list_encoders
 
     print("\n".join(list_encoders()))
     return 0

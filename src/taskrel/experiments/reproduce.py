@@ -3,13 +3,13 @@
 ``taskrel reproduce --suite vision|text|all [--quick]`` loads ``experiments/<suite>.toml``,
 computes every cell of its grid with :func:`cell_fn` through
 :func:`taskrel.experiments.run_grid` (resumable: cells already in the SQLite store are
-skipped), runs the analyses of :mod:`taskrel.analysis` and writes
+skipped), runs the analyses of :mod:`taskrel.experiments.analysis` and writes
 ``<out>/<suite>/report.md`` with CSV/JSON/PNG files beside it.
 
 A cell is computed like this (see :func:`cell_fn`):
 
 1. the reference and target tasks are built from the config's ``DatasetSpec`` and
-   encoded with :func:`taskrel.extract.extract_task` (features cached on disk);
+   encoded with :func:`taskrel.features.extract.extract_task` (features cached on disk);
    ``options.max_reference`` / ``max_target`` / ``max_test`` cap the rows;
 2. the target's *training* rows are subsampled to ``cell.fraction`` (seeded by
    ``cell.seed``, stratified, at least 2 per class);
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import TaskrelInputError
-from .experiments import DatasetSpec, ExperimentConfig, expand_grid, load_config
+from ..exceptions import TaskrelInputError
+from .suite import DatasetSpec, ExperimentConfig, expand_grid, load_config
 from .store import Cell
 
 __all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "drop_single_row_classes",
@@ -58,7 +58,7 @@ def suite_config_path(suite: str) -> Path:
     if suite not in SUITES:
         raise TaskrelInputError(f"`suite` must be one of {list(SUITES)}; got {suite!r}")
     root = os.environ.get("TASKREL_EXPERIMENTS")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "experiments"
+    base = Path(root) if root else Path(__file__).resolve().parents[3] / "experiments"
     p = base / f"{suite}.toml"
     if not p.is_file():
         raise TaskrelInputError(
@@ -164,9 +164,9 @@ def _fix_transform(t: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _smallcnn_path(config: ExperimentConfig) -> str:
     """Train the small CNN on the reference once; cache it by reference and budget."""
-    from .data import subsample
-    from .encoders import train_small_cnn
-    from .extract import default_cache_dir
+    from ..features.datasets import subsample
+    from ..features.encoders import train_small_cnn
+    from ..features.extract import default_cache_dir
 
     epochs = int(_opt(config, "smallcnn_epochs", 3))
     n_ref = _opt(config, "max_reference", None)
@@ -188,7 +188,7 @@ def _smallcnn_path(config: ExperimentConfig) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _encoder_cached(name: str, opts_json: str, device: str) -> Any:
-    from .encoders import load_encoder
+    from ..features.encoders import load_encoder
 
     return load_encoder(name, device=device, **json.loads(opts_json))
 
@@ -208,7 +208,7 @@ def _encoder(config: ExperimentConfig, name: str) -> Any:
 
 def _task(config: ExperimentConfig, encoder: str, spec: DatasetSpec, split: str,
           limit: int | None) -> Any:
-    from .extract import extract_task
+    from ..features.extract import extract_task
 
     enc = _encoder(config, encoder)
     ds = _dataset(_spec_key(spec))
@@ -326,8 +326,8 @@ def reference_tau(config: ExperimentConfig, ref: Any) -> float:
     t = config.options.get("tau", "auto")
     if not isinstance(t, str):
         return float(t)
-    from .heads import Standardizer
-    from .relatedness import PAPER_TAU, auto_tau
+    from ..heads import Standardizer
+    from ..relatedness.engine import PAPER_TAU, auto_tau
 
     if t == "paper":
         return float(PAPER_TAU)
@@ -337,8 +337,8 @@ def reference_tau(config: ExperimentConfig, ref: Any) -> float:
 
 
 def _finetune_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
-    from .extract import _rows
-    from .finetune import finetune
+    from ..features.extract import _rows
+    from ..features.finetune import finetune
 
     enc = _encoder(config, cell.encoder)
     ds = _dataset(_spec_key(config.target(cell.target)))
@@ -393,7 +393,7 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
 
     Parameters
     ----------
-    cell : taskrel.store.Cell
+    cell : taskrel.experiments.store.Cell
         ``estimator`` is a ``taskrel.scores`` name, ``task_relatedness_unlabeled``,
         ``linear_probe`` or ``finetune``.
     config : ExperimentConfig, optional
@@ -407,10 +407,10 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
         ``extra["not_applicable"]``) when the estimator cannot run on this encoder,
         e.g. LEEP on an encoder without a classification head.
     """
-    from .io import Task
+    from ..io import Task
 
     if not isinstance(cell, Cell):
-        raise TaskrelInputError(f"`cell` must be a taskrel.store.Cell; got {type(cell).__name__}")
+        raise TaskrelInputError(f"`cell` must be a taskrel.experiments.store.Cell; got {type(cell).__name__}")
     config = _env_config() if config is None else config
     est = _ALIASES.get(cell.estimator, cell.estimator)
     if est == "finetune":
@@ -430,7 +430,7 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
         out["extra"].update(extra)
         return out
     if est in ("task_relatedness", UNLABELED):
-        from .relatedness import task_relatedness
+        from ..relatedness.engine import task_relatedness
 
         kw = _rel_kwargs(config, ref, cell.seed)
         k_t, k_r = int(np.unique(yf).size), int(np.unique(np.asarray(ref.labels)).size)
@@ -451,7 +451,7 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
             return {"value": None, "extra": {**extra, "not_applicable": str(exc)[:300]}}
         extra.update(_jsonable(r.to_dict()))
         return {"value": float(r.bound), "extra": extra}
-    from .scores import compute_score, get_score
+    from ..scores import compute_score, get_score
 
     spec = get_score(est)
     if "source_probs" in spec.inputs or "source_labels" in spec.inputs:
@@ -472,7 +472,7 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
 
 
 def _probe(Xf: Any, yf: Any, test: Any, tau: float, seed: int, device: str) -> dict[str, Any]:
-    from .finetune import linear_probe_cell
+    from ..features.finetune import linear_probe_cell
 
     return linear_probe_cell(Xf, yf, test.features, test.labels, tau=tau, seed=seed,
                              device=device)
@@ -496,7 +496,7 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------
 def normalize_config(config: ExperimentConfig) -> ExperimentConfig:
     """Map old estimator names to registered ones and check every name."""
-    from .scores import list_scores
+    from ..scores import list_scores
 
     known = set(list_scores()) | {UNLABELED}
     ests = tuple(_ALIASES.get(e, e) for e in config.estimators)
@@ -589,7 +589,7 @@ def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
     Returns the report's summary (also written as ``summary.json``).
     """
     from .executors import get_executor
-    from .experiments import run_grid
+    from .suite import run_grid
     from .report import write_report
     from .store import ResultsStore
 
@@ -675,9 +675,9 @@ def reference_finetune(config: ExperimentConfig, encoder: str, *, seed: int = 0
     list of dict
         One row per (target, stage) with ``stage`` in {"pretrained", "reference-finetuned"}.
     """
-    from .extract import _rows
-    from .finetune import finetune, linear_probe_cell
-    from .relatedness import task_relatedness
+    from ..features.extract import _rows
+    from ..features.finetune import finetune, linear_probe_cell
+    from ..relatedness.engine import task_relatedness
 
     enc = _encoder(config, encoder)
     ref_ds = _dataset(_spec_key(config.reference))
@@ -706,8 +706,8 @@ def reference_finetune(config: ExperimentConfig, encoder: str, *, seed: int = 0
             mean, comps = np.zeros(Fr.shape[1]), np.eye(Fr.shape[1])
         Zr, Zr_te = (Fr - mean) @ comps, (Fr_te - mean) @ comps
         _, yr_idx = np.unique(yr, return_inverse=True)
-        from .heads import Standardizer
-        from .relatedness import auto_tau
+        from ..heads import Standardizer
+        from ..relatedness.engine import auto_tau
 
         tau = config.options.get("tau", "auto")
         tau_v = float(tau) if not isinstance(tau, str) else float(

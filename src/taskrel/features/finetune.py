@@ -32,9 +32,9 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
-from ._torch import resolve_device
-from ._validation import check_consistent_length, check_labels, check_positive
-from .exceptions import TaskrelInputError
+from .._internal.devices import resolve_device
+from .._internal.validation import check_consistent_length, check_labels, check_positive
+from ..exceptions import TaskrelInputError
 
 __all__ = ["FinetuneResult", "finetune", "linear_probe_cell"]
 
@@ -300,14 +300,14 @@ def linear_probe_cell(
     >>> out["value"] > 0.9, sorted(out["extra"])[:2]
     (True, ['loss', 'tau'])
     """
-    from .heads import Standardizer
-    from .probe import linear_probe
-    from .relatedness import auto_tau
+    from ..heads import Standardizer
+    from ..probe import linear_probe
+    from ..relatedness.engine import auto_tau
 
     if isinstance(tau, str):
         if tau != "auto":
             raise TaskrelInputError(f"`tau` must be a positive number or 'auto'; got {tau!r}")
-        from ._validation import check_features
+        from .._internal.validation import check_features
 
         X = check_features(train_features, "train_features")
         _, yy = check_labels(train_labels, "train_labels")

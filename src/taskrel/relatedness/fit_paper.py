@@ -25,7 +25,7 @@ import torch
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
-from ._torch import generator
+from .._internal.devices import generator
 
 #: The official code's constants (large-scale): label-cost weight and term weights.
 LABEL_COST = 1e6

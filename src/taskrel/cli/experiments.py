@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .exceptions import TaskrelInputError
+from ..exceptions import TaskrelInputError
 
 ANALYSES = ("correlation", "zoo", "sweep", "decomposition", "cost")
 
 
 def _open(db: str) -> Any:
-    from .store import ResultsStore
+    from ..experiments.store import ResultsStore
 
     if not Path(db).is_file():
         raise TaskrelInputError(f"results database {db!r} does not exist")
@@ -44,7 +44,7 @@ def _orientation(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def _analyze(args: argparse.Namespace) -> Any:
-    from . import analysis as A
+    from ..experiments import analysis as A
 
     with _open(args.db) as store:
         rows = store.query()

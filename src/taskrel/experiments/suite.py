@@ -1,7 +1,7 @@
 """Experiments as TOML configs, expanded to a grid of cells and run into a results store.
 
 A config names a reference task, target tasks, encoders, estimators, fractions of the
-target's training data and seeds; :func:`expand_grid` makes one :class:`~taskrel.store.Cell`
+target's training data and seeds; :func:`expand_grid` makes one :class:`~taskrel.experiments.store.Cell`
 per ``encoder x target x estimator x fraction x seed`` (plus the ground-truth cells),
 and :func:`run_grid` computes the cells the store lacks, through an executor, writing
 each result from the driver process as it arrives. The format is documented in
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .exceptions import TaskrelInputError
+from ..exceptions import TaskrelInputError
 from .executors import Executor, get_executor
 from .store import Cell, ResultsStore
 
@@ -90,7 +90,7 @@ class DatasetSpec:
     def load(self, *, seed: int = 0) -> Any:
         """Build the task with ``taskrel.data`` (imported here, so configs parse
         without it)."""
-        from . import data  # type: ignore[attr-defined]
+        from ..features import datasets as data
 
         ds = data.load_dataset(self.dataset)
         if self.classes is not None:
@@ -421,11 +421,11 @@ def run_grid(
     store : ResultsStore
         Where rows go; cells it already has are skipped.
     executor : str or executor object
-        ``"local"`` (serial, in-process) or ``"ray"``; see :mod:`taskrel.executors`.
+        ``"local"`` (serial, in-process) or ``"ray"``; see :mod:`taskrel.experiments.executors`.
     progress : bool
         Show a tqdm bar on stderr.
     executor_options : mapping, optional
-        Keyword arguments for :func:`taskrel.executors.get_executor`.
+        Keyword arguments for :func:`taskrel.experiments.executors.get_executor`.
 
     Returns
     -------

@@ -13,7 +13,7 @@ skips keys the store :meth:`~ResultsStore.has`).
 Examples
 --------
 >>> import tempfile, os
->>> from taskrel.store import Cell, ResultsStore
+>>> from taskrel.experiments.store import Cell, ResultsStore
 >>> path = os.path.join(tempfile.mkdtemp(), "results.sqlite")
 >>> key = Cell("smallcnn", "fashion_mnist", "digits", 1.0, 0, "task_relatedness")
 >>> with ResultsStore(path) as store:
@@ -38,8 +38,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .exceptions import TaskrelInputError
-from .io import atomic_write_text
+from ..exceptions import TaskrelInputError
+from ..io import atomic_write_text
 
 __all__ = ["Cell", "ResultsStore", "COLUMNS", "package_versions"]
 

@@ -1,6 +1,6 @@
 """The reproduction report: every analysis of a suite's store rows, as markdown + files.
 
-:func:`write_report` runs the analyses of :mod:`taskrel.analysis` on the rows of a
+:func:`write_report` runs the analyses of :mod:`taskrel.experiments.analysis` on the rows of a
 results store (decomposition per encoder, the bound check in every cell, correlation of
 every estimator with the ground truths, the few-label sweep, model-zoo selection and
 the cost), writes each one's CSV/JSON/PNG under ``out/<suite>/`` and a ``report.md``
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import TaskrelInputError
+from ..exceptions import TaskrelInputError
 from .analysis import _clean  # JSON-safe values (numpy scalars, NaN -> None)
-from .io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text
 
 __all__ = ["write_report", "bound_check", "md_table"]
 

@@ -1,6 +1,6 @@
 """Run the cells of a grid as Ray tasks (``pip install 'taskrel[ray]'``).
 
-:class:`RayExecutor` has the executor interface of :mod:`taskrel.executors`:
+:class:`RayExecutor` has the executor interface of :mod:`taskrel.experiments.executors`:
 ``imap_unordered(fn, items)`` yields ``(item, result)`` in completion order, where
 ``result`` is ``fn(item)`` or the exception it raised. A Python exception inside ``fn``
 is a result, not a reason to retry (it would fail again); a dead worker process
@@ -16,10 +16,11 @@ import pickle
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
-from .._validation import check_positive
-from ..exceptions import TaskrelInputError
+from ..._internal.validation import check_positive
+from ...exceptions import TaskrelInputError
 
 __all__ = ["RayExecutor", "CellError"]
 
@@ -58,7 +59,7 @@ def _import_ray() -> Any:
 
 def _driver_paths() -> list[str]:
     """The driver's import path, less the interpreter's own (workers share those)."""
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    src = str(Path(__file__).resolve().parents[4])  # .../src, above the taskrel package
     prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}
     out = [src]
     for p in sys.path:

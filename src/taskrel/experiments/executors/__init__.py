@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
-from ..exceptions import TaskrelInputError
+from ...exceptions import TaskrelInputError
 
 __all__ = ["Executor", "LocalExecutor", "get_executor", "EXECUTORS"]
 

@@ -11,8 +11,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from . import cli_scores
-from .exceptions import TaskrelInputError
+from . import scores as cli_scores
+from ..exceptions import TaskrelInputError
 
 EXIT_USAGE = 2
 
@@ -54,9 +54,9 @@ def _print_relate(out: dict[str, Any]) -> None:
 
 
 def _cmd_relate(args: argparse.Namespace) -> int:
-    from .io import atomic_write_json, load_task
-    from .probe import linear_probe
-    from .relatedness import split_task, task_relatedness
+    from ..io import atomic_write_json, load_task
+    from ..probe import linear_probe
+    from ..relatedness.engine import split_task, task_relatedness
 
     ref = load_task(args.reference, require_labels=True)
     tgt = load_task(args.target, require_labels=not args.no_target_labels)
@@ -81,7 +81,7 @@ def _cmd_relate(args: argparse.Namespace) -> int:
         # that the probe and the bound see the same target test split.
         import numpy as np
 
-        from ._validation import check_features, check_labels
+        from .._internal.validation import check_features, check_labels
 
         X = check_features(tgt.features, "target features")
         _, y_idx = check_labels(tgt.labels, "target labels")
@@ -153,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="OUT.json", help="write the full result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=_cmd_relate)
-    from .cli_experiments import register as _register_experiments
+    from .experiments import register as _register_experiments
     _register_experiments(sub)
-    from . import cli_extract
+    from . import extract as cli_extract
 
     cli_extract.register(sub)
     cli_scores.register(sub)
-    from . import cli_reproduce
+    from . import reproduce as cli_reproduce
 
     cli_reproduce.register(sub)
     return p

@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .data import Dataset, dataset_fingerprint, load_dataset
+from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .encoders import Encoder, load_encoder
-from .exceptions import TaskrelInputError
-from ._oom import with_oom_fallback
-from .io import Task, atomic_write_json, atomic_write_text, save_task
+from ..exceptions import TaskrelInputError
+from .._internal.oom import with_oom_fallback
+from ..io import Task, atomic_write_json, atomic_write_text, save_task
 
 __all__ = ["extract_task", "default_cache_dir", "CHUNK_ROWS"]
 
@@ -142,7 +142,7 @@ class _ChunkCache:
 
 def _encode_chunk(enc: Encoder, xb: Any, batch: int, with_probs: bool) -> dict[str, Any]:
     """Encode one chunk; on out-of-memory (GPU or host) the chunk is encoded again from
-    scratch with half the batch (:func:`taskrel._oom.with_oom_fallback`, which warns),
+    scratch with half the batch (:func:`taskrel._internal.oom.with_oom_fallback`, which warns),
     so a stored chunk is always the output of one complete call. ``"batch"`` in the
     result is the batch that fitted, reused for the next chunks."""
     used = [batch]

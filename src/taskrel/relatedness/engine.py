@@ -27,7 +27,7 @@ from scipy.special import xlogy
 from sklearn.model_selection import train_test_split
 from sklearn.utils.extmath import randomized_svd
 
-from ._ot import (
+from .transport import (
     Group,
     build_groups,
     class_mean_init,
@@ -35,9 +35,9 @@ from ._ot import (
     group_couplings,
     transform_rows,
 )
-from ._paper import PAPER_STEPS, paper_fit
-from ._torch import resolve_device
-from ._validation import (
+from .fit_paper import PAPER_STEPS, paper_fit
+from .._internal.devices import resolve_device
+from .._internal.validation import (
     check_choice,
     check_consistent_length,
     check_features,
@@ -45,9 +45,9 @@ from ._validation import (
     check_positive,
     check_same_dim,
 )
-from .exceptions import AssumptionWarning, ConvergenceWarning, TaskrelInputError
-from .heads import LinearHead, Standardizer, train_linear_head
-from .result import RelatednessResult
+from ..exceptions import AssumptionWarning, ConvergenceWarning, TaskrelInputError
+from ..heads import LinearHead, Standardizer, train_linear_head
+from ..result import RelatednessResult
 
 #: ``settings["reference_near_chance"]`` (and an AssumptionWarning) when the reference
 #: classifier's test loss exceeds this fraction of log K_R.
@@ -1024,7 +1024,7 @@ def _evaluate(
         W, _, per_class = group_couplings(Xs, Zt_te, groups)
         w1_info: dict[str, Any] = {"method": "exact", "stderr": 0.0}
     else:
-        from .wasserstein import w1 as _w1
+        from ..wasserstein import w1 as _w1
 
         ests = [_w1(Xs[g.ref_rows], Zt_te[g.tgt_rows], a=g.ref_mass, method=w1_method,
                     device=str(device), seed=seed + i) for i, g in enumerate(groups)]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .exceptions import TaskrelInputError
+from ..exceptions import TaskrelInputError
 
 __all__ = [
     "check_features",

@@ -11,7 +11,7 @@ PNG.
   actual transfer loss;
 - :func:`cost_table`: seconds per estimator per cell beside fine-tuning's.
 
-Inputs are plain arrays, mappings, or row dicts as :meth:`taskrel.store.ResultsStore.query`
+Inputs are plain arrays, mappings, or row dicts as :meth:`taskrel.experiments.store.ResultsStore.query`
 returns them. Plots need matplotlib (``pip install 'taskrel[plot]'``); it runs on the
 Agg backend, no display needed.
 
@@ -48,8 +48,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from .exceptions import TaskrelInputError
-from .io import atomic_write_json, atomic_write_text
+from ..exceptions import TaskrelInputError
+from ..io import atomic_write_json, atomic_write_text
 
 __all__ = [
     "Analysis",
@@ -150,7 +150,7 @@ def higher_is_better(name: str, overrides: Mapping[str, bool] | None = None) -> 
     if overrides and name in overrides:
         return bool(overrides[name])
     try:
-        from . import scores  # type: ignore[attr-defined]
+        from .. import scores  # type: ignore[attr-defined]
 
         return bool(scores.get_score(name).higher_is_better)
     except (ImportError, AttributeError, KeyError, ValueError):

@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .exceptions import TaskrelInputError
+from ..exceptions import TaskrelInputError
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import load_config
-    from .reproduce import SUITES, run_suite, suite_config_path
+    from ..experiments.suite import load_config
+    from ..experiments.reproduce import SUITES, run_suite, suite_config_path
 
     if args.config:
         configs = [load_config(args.config, quick=args.quick)]

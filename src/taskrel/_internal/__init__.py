@@ -1,0 +1,1 @@
+"""Private helpers shared across taskrel's layers (validation, devices, I/O, ...)."""

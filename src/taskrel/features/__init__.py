@@ -1,0 +1,1 @@
+"""Features: packaged datasets, encoders, cached extraction and fine-tuning."""
