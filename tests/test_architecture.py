@@ -150,8 +150,8 @@ def test_all_lists_exactly_the_public_names(module):
             declared = set(ast.literal_eval(node.value))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             public.add(node.name)
-        elif isinstance(node, ast.ImportFrom) and _is_package(module):
-            # A package's public names are what it re-exports ("x as x").
+        elif isinstance(node, ast.ImportFrom):
+            # Re-exports ("x as x") are public names of the module that makes them.
             public |= {a.asname for a in node.names if a.asname == a.name}
     public = {n for n in public if not n.startswith("_")}
     if declared is None:

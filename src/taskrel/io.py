@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._internal.serialize import atomic_save_npz
+from ._internal.serialize import atomic_write_json as atomic_write_json
+from ._internal.serialize import atomic_write_text as atomic_write_text
 from .exceptions import TaskrelInputError
 
 __all__ = [
@@ -98,49 +101,7 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
 
 def save_task(path: str | os.PathLike[str], **arrays: Any) -> None:
     """Write a task file atomically (a killed run never leaves a half file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items() if v is not None})
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> None:
-    """``torch.save`` through a temporary file and ``os.replace`` (atomic)."""
-    import torch
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_save_npz(path, **arrays)
 
 
 # ------------------------------------------------------------------ task directories

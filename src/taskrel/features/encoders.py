@@ -411,10 +411,10 @@ def train_small_cnn(dataset: Any, *, epochs: int = 3, seed: int = 0,
             loss.backward()
             opt.step()
     model.eval()
-    from ..io import _atomic_torch_save
+    from .._internal.serialize import atomic_torch_save
 
     path = Path(out)
-    _atomic_torch_save(path, {
+    atomic_torch_save(path, {
         "format": "taskrel-smallcnn-1", "n_classes": n_classes, "image_size": image_size,
         "class_names": list(dataset.class_names), "trained_on": dataset.name,
         "epochs": epochs, "seed": seed,
