@@ -205,9 +205,9 @@ _COLUMNS = [
 def run_demo(out: Path = Path("out"), *, device: str = "auto", quiet: bool = False
              ) -> list[dict[str, Any]]:
     """Run the embedded Fashion-MNIST demo; return one dict per target."""
-    from .experiments.suite import parse_config
     from .experiments.reproduce import run_suite
     from .experiments.store import ResultsStore
+    from .experiments.suite import parse_config
 
     cfg = parse_config({**DEMO_CONFIG,
                         "options": {**DEMO_CONFIG["options"], "device": device}})
@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the model-free digits demo instead (raw pixels)")
     args = ap.parse_args(argv)
     if not args.digits:
-        from .features.datasets import load_dataset
         from .exceptions import TaskrelInputError
+        from .features.datasets import load_dataset
 
         try:
             load_dataset("fashion_mnist")

@@ -46,9 +46,15 @@ import ot
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from ._internal.oom import with_oom_fallback
 from ._internal.devices import resolve_device
-from ._internal.validation import check_choice, check_consistent_length, check_labels, check_positive
+from ._internal.oom import with_oom_fallback
+from ._internal.ot import exact_cost
+from ._internal.validation import (
+    check_choice,
+    check_consistent_length,
+    check_labels,
+    check_positive,
+)
 from .exceptions import TaskrelInputError
 
 __all__ = ["W1Estimate", "class_conditional_w1", "w1", "METHODS", "EXACT_MAX_PAIRS"]
@@ -167,7 +173,7 @@ def _exact(x: NDArray[np.float64], y: NDArray[np.float64],
     a = np.full(x.shape[0], 1.0 / x.shape[0]) if a is None else a
     b = np.full(y.shape[0], 1.0 / y.shape[0]) if b is None else b
     M = ot.dist(x, y, metric="euclidean")
-    return float(ot.emd2(a, b, M, numItermax=max(100_000, 50 * M.size)))
+    return exact_cost(a, b, M, knob="`max_per_class` or use method='minibatch'")
 
 
 def _softmin(eps: float, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_choice
 from ..exceptions import TaskrelInputError
+from .validation import check_choice
 
 DEVICES = ("auto", "cpu", "cuda")
 

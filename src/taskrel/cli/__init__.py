@@ -11,8 +11,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from . import scores as cli_scores
 from ..exceptions import TaskrelInputError
+from . import scores as cli_scores
 
 EXIT_USAGE = 2
 

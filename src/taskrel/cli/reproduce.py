@@ -10,8 +10,8 @@ from ..exceptions import TaskrelInputError
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from ..experiments.suite import load_config
     from ..experiments.reproduce import SUITES, run_suite, suite_config_path
+    from ..experiments.suite import load_config
 
     if args.config:
         configs = [load_config(args.config, quick=args.quick)]

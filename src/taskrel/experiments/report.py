@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import TaskrelInputError
-from .analysis import _clean  # JSON-safe values (numpy scalars, NaN -> None)
 from ..io import atomic_write_json, atomic_write_text
+from .analysis import _clean  # JSON-safe values (numpy scalars, NaN -> None)
 
 __all__ = ["write_report", "bound_check", "md_table"]
 

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import TaskrelInputError
-from .suite import DatasetSpec, ExperimentConfig, expand_grid, load_config
 from .store import Cell
+from .suite import DatasetSpec, ExperimentConfig, expand_grid, load_config
 
 __all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "drop_single_row_classes",
            "feature_units", "prepare_features", "suite_config_path",
@@ -337,13 +337,13 @@ def reference_tau(config: ExperimentConfig, ref: Any) -> float:
 
 
 def _finetune_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
-    from ..features.extract import _rows
+    from .._internal.sampling import limited_rows
     from ..features.finetune import finetune
 
     enc = _encoder(config, cell.encoder)
     ds = _dataset(_spec_key(config.target(cell.target)))
-    tr = _rows(len(ds.y_train), _opt(config, "max_target", None))
-    te = _rows(len(ds.y_test), _opt(config, "max_test", None))
+    tr = limited_rows(len(ds.y_train), _opt(config, "max_target", None))
+    te = limited_rows(len(ds.y_test), _opt(config, "max_test", None))
     xtr = ds.x_train[tr] if isinstance(ds.x_train, np.ndarray) else [ds.x_train[i] for i in tr]
     xte = ds.x_test[te] if isinstance(ds.x_test, np.ndarray) else [ds.x_test[i] for i in te]
     ytr, yte = np.asarray(ds.y_train)[tr], np.asarray(ds.y_test)[te]
@@ -589,9 +589,9 @@ def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
     Returns the report's summary (also written as ``summary.json``).
     """
     from .executors import get_executor
-    from .suite import run_grid
     from .report import write_report
     from .store import ResultsStore
+    from .suite import run_grid
 
     config = normalize_config(config)
     t0 = time.perf_counter()
@@ -675,7 +675,7 @@ def reference_finetune(config: ExperimentConfig, encoder: str, *, seed: int = 0
     list of dict
         One row per (target, stage) with ``stage`` in {"pretrained", "reference-finetuned"}.
     """
-    from ..features.extract import _rows
+    from .._internal.sampling import limited_rows
     from ..features.finetune import finetune, linear_probe_cell
     from ..relatedness.engine import task_relatedness
 
@@ -686,7 +686,7 @@ def reference_finetune(config: ExperimentConfig, encoder: str, *, seed: int = 0
             f"`encoder`: reference fine-tuning is built for image encoders; got {encoder!r}")
 
     def split(ds: Any, cap_tr: Any, cap_te: Any) -> tuple[Any, Any, Any, Any]:
-        tr, te = _rows(len(ds.y_train), cap_tr), _rows(len(ds.y_test), cap_te)
+        tr, te = limited_rows(len(ds.y_train), cap_tr), limited_rows(len(ds.y_test), cap_te)
         return (ds.x_train[tr], np.asarray(ds.y_train)[tr], ds.x_test[te],
                 np.asarray(ds.y_test)[te])
 

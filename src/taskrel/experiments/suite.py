@@ -24,12 +24,13 @@ from __future__ import annotations
 import math
 import os
 import time
-import tomllib
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..exceptions import TaskrelInputError
 from .executors import Executor, get_executor

@@ -38,18 +38,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._internal.oom import with_oom_fallback
+from .._internal.sampling import LIMIT_SEED, limited_rows
+from ..exceptions import TaskrelInputError
+from ..io import Task, atomic_write_json, atomic_write_text, save_task
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .encoders import Encoder, load_encoder
-from ..exceptions import TaskrelInputError
-from .._internal.oom import with_oom_fallback
-from ..io import Task, atomic_write_json, atomic_write_text, save_task
 
 __all__ = ["extract_task", "default_cache_dir", "CHUNK_ROWS"]
 
 #: Rows per cache chunk (a killed run loses at most one chunk of work).
 CHUNK_ROWS = 1024
-#: Seed of the fixed permutation that ``limit`` takes its first rows from.
-LIMIT_SEED = 0
 CACHE_FORMAT = 1
 
 
@@ -67,14 +66,6 @@ def _versions() -> dict[str, str | None]:
         except md.PackageNotFoundError:
             out[d] = None
     return out
-
-
-def _rows(n: int, limit: int | None) -> NDArray[np.intp]:
-    """All rows, or ``limit`` rows from a fixed seeded permutation, in original order."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    perm = np.random.default_rng(LIMIT_SEED).permutation(n)
-    return np.sort(perm[:limit])
 
 
 def _take(x: Any, idx: NDArray[np.intp]) -> Any:
@@ -277,7 +268,7 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
     want_probs = bool(with_source_probs and enc.has_source_head)
     t0 = time.perf_counter()
     splits = ["train", "test"] if split == "both" else [split]
-    idx = {s: _rows(len(ds.y_train if s == "train" else ds.y_test), limit)
+    idx = {s: limited_rows(len(ds.y_train if s == "train" else ds.y_test), limit)
            for s in ("train", "test")}
     fit = getattr(enc, "fit", None)
     if callable(fit):

@@ -20,22 +20,12 @@ import warnings
 from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment, nnls
 from scipy.special import xlogy
 from sklearn.model_selection import train_test_split
 from sklearn.utils.extmath import randomized_svd
 
-from .transport import (
-    Group,
-    build_groups,
-    class_mean_init,
-    fit_affine,
-    group_couplings,
-    transform_rows,
-)
-from .fit_paper import PAPER_STEPS, paper_fit
 from .._internal.devices import resolve_device
 from .._internal.validation import (
     check_choice,
@@ -48,6 +38,15 @@ from .._internal.validation import (
 from ..exceptions import AssumptionWarning, ConvergenceWarning, TaskrelInputError
 from ..heads import LinearHead, Standardizer, train_linear_head
 from ..result import RelatednessResult
+from .fit_paper import PAPER_STEPS, paper_fit
+from .transport import (
+    Group,
+    build_groups,
+    class_mean_init,
+    fit_affine,
+    group_couplings,
+    transform_rows,
+)
 
 #: ``settings["reference_near_chance"]`` (and an AssumptionWarning) when the reference
 #: classifier's test loss exceeds this fraction of log K_R.

@@ -20,12 +20,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import ot
 import torch
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from .._internal.devices import generator
+from .._internal.ot import exact_plan
 
 #: The official code's constants (large-scale): label-cost weight and term weights.
 LABEL_COST = 1e6
@@ -151,10 +151,8 @@ def paper_fit(
         with torch.no_grad():
             M = torch.cdist(zs, zt) + LABEL_COST * torch.cdist(ys, ytt)
         Mn = M.cpu().numpy()
-        gamma = ot.emd(
-            np.full(ir.size, 1.0 / ir.size), np.full(it.size, 1.0 / it.size), Mn,
-            numItermax=max(100000, 20 * Mn.size),
-        )
+        gamma = exact_plan(np.full(ir.size, 1.0 / ir.size), np.full(it.size, 1.0 / it.size),
+                           Mn, knob="`batch_size`")
         gamma_t = torch.as_tensor(gamma, **f64)
         H = -(D * torch.special.xlogy(B, B).sum(dim=0)).sum()
         rrl = (D * inv_pi_R * ce_sum_t).sum() / n_R

@@ -16,6 +16,7 @@ import numpy as np
 import ot
 from numpy.typing import NDArray
 
+from .._internal.ot import exact_plan
 from ..exceptions import ConvergenceWarning
 
 #: Floor on residual norms in the IRLS weights (features are standardized, so 1e-9 is
@@ -102,14 +103,7 @@ def group_couplings(
         a = g.ref_mass
         bm = np.full(g.tgt_rows.size, 1.0 / g.tgt_rows.size)
         M = ot.dist(Xs[g.ref_rows], Xt[g.tgt_rows], metric="euclidean")
-        G, log = ot.emd(a, bm, M, numItermax=max(100000, 50 * M.size), log=True)
-        if log.get("warning"):
-            warnings.warn(
-                f"exact OT did not converge ({log['warning']}); results may be "
-                "approximate: lower `max_per_class`",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        G = exact_plan(a, bm, M, knob="`max_per_class`", stacklevel=4)
         i, j = np.nonzero(G > 0)
         w1 = float(np.sum(G[i, j] * M[i, j]))
         per_group.append(w1)

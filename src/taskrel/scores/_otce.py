@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 
+from .._internal.ot import exact_plan
 from .._internal.validation import check_choice, check_positive, check_same_dim
-from ..exceptions import ConvergenceWarning
 from ._common import features_labels, onehot
 from ._registry import register_score
-
-#: Network-simplex iteration cap passed to ``ot.emd``.
-_EMD_MAX_ITER = 10_000_000
 
 
 def _subsample(n: int, m: int | None, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -45,12 +41,7 @@ def _ot_terms(source_features: Any, source_labels: Any, target_features: Any,
     M = ot.dist(Xs, Xt, metric=metric)
     a = np.full(Xs.shape[0], 1.0 / Xs.shape[0])
     b = np.full(Xt.shape[0], 1.0 / Xt.shape[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        plan, log = ot.emd(a, b, M, numItermax=_EMD_MAX_ITER, log=True)
-    if log.get("warning"):
-        warnings.warn(f"exact OT did not finish cleanly ({log['warning']}); lower "
-                      f"`max_samples`", ConvergenceWarning, stacklevel=3)
+    plan = exact_plan(a, b, M, knob="`max_samples`", stacklevel=4)
     W = float(np.sum(plan * M))
     joint = onehot(ys, Cs).T @ plan @ onehot(yt, Ct)  # P(y_s, y_t)
     ps = joint.sum(axis=1, keepdims=True)

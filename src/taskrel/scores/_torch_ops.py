@@ -14,8 +14,8 @@ import torch
 from numpy.typing import NDArray
 
 from .._internal.devices import resolve_device
-from ._common import gram as _np_gram
 from ..exceptions import TaskrelInputError
+from ._common import gram as _np_gram
 
 #: Largest one-hot block (rows x classes) formed at once by :func:`class_sums`.
 _ONEHOT_ELEMS = 1 << 24
