@@ -118,5 +118,8 @@ def test_linear_probe_cell_wraps_linear_probe(digits_images):
     mus = np.stack([Z2[y2 == k].mean(0) for k in range(10)])
     d = np.linalg.norm(mus[:, None] - mus[None], axis=-1)[np.triu_indices(10, 1)]
     assert auto["extra"]["tau"] == pytest.approx(np.log(10) / np.median(d), rel=1e-5)
-    with pytest.raises(TaskrelInputError, match="`tau` must be a positive number or 'auto'"):
-        linear_probe_cell(F, ytr, Fte, yte, tau="paper")
+    # One tau rule across the package (taskrel.relatedness.resolve_tau): "paper" is 0.02.
+    assert linear_probe_cell(F2, y2, Fte[:50], yte[:50], tau="paper",
+                             device="cpu")["extra"]["tau"] == 0.02
+    with pytest.raises(TaskrelInputError, match="`tau`"):
+        linear_probe_cell(F, ytr, Fte, yte, tau="huge")

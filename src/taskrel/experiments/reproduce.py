@@ -323,17 +323,10 @@ def _rel_kwargs(config: ExperimentConfig, ref: Any, seed: int) -> dict[str, Any]
 def reference_tau(config: ExperimentConfig, ref: Any) -> float:
     """The tau task-relatedness uses on this reference: ``options.tau`` or the auto
     rule (:func:`taskrel.relatedness.auto_tau` on the standardized reference)."""
-    t = config.options.get("tau", "auto")
-    if not isinstance(t, str):
-        return float(t)
-    from ..heads import Standardizer
-    from ..relatedness.engine import PAPER_TAU, auto_tau
+    from ..relatedness import resolve_tau
 
-    if t == "paper":
-        return float(PAPER_TAU)
-    X = np.asarray(ref.features, dtype=np.float64)
-    _, y = np.unique(np.asarray(ref.labels), return_inverse=True)
-    return float(auto_tau(Standardizer.fit(X).transform(X), y))
+    return float(resolve_tau(config.options.get("tau", "auto"), ref.features, ref.labels,
+                             name="options.tau")[0])
 
 
 def _finetune_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
@@ -705,13 +698,10 @@ def reference_finetune(config: ExperimentConfig, encoder: str, *, seed: int = 0
         else:
             mean, comps = np.zeros(Fr.shape[1]), np.eye(Fr.shape[1])
         Zr, Zr_te = (Fr - mean) @ comps, (Fr_te - mean) @ comps
-        _, yr_idx = np.unique(yr, return_inverse=True)
-        from ..heads import Standardizer
-        from ..relatedness.engine import auto_tau
+        from ..relatedness import resolve_tau
 
-        tau = config.options.get("tau", "auto")
-        tau_v = float(tau) if not isinstance(tau, str) else float(
-            auto_tau(Standardizer.fit(Zr).transform(Zr), yr_idx))
+        tau_v = float(resolve_tau(config.options.get("tau", "auto"), Zr, yr,
+                                  name="options.tau")[0])
         for spec in config.targets:
             ds = _dataset(_spec_key(spec))
             xt, yt, xt_te, yt_te = split(ds, _opt(config, "max_target", None),

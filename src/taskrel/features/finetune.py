@@ -300,21 +300,17 @@ def linear_probe_cell(
     >>> out["value"] > 0.9, sorted(out["extra"])[:2]
     (True, ['loss', 'tau'])
     """
-    from ..heads import Standardizer
     from ..probe import linear_probe
-    from ..relatedness.engine import auto_tau
+    from ..relatedness import resolve_tau
 
-    if isinstance(tau, str):
-        if tau != "auto":
-            raise TaskrelInputError(f"`tau` must be a positive number or 'auto'; got {tau!r}")
+    X = Y = None
+    if tau == "auto":
         from .._internal.validation import check_features
 
         X = check_features(train_features, "train_features")
-        _, yy = check_labels(train_labels, "train_labels")
-        check_consistent_length(X, "train_features", yy, "train_labels")
-        tau_v = auto_tau(Standardizer.fit(X).transform(X), yy)
-    else:
-        tau_v = check_positive(tau, "tau")
+        _, Y = check_labels(train_labels, "train_labels")
+        check_consistent_length(X, "train_features", Y, "train_labels")
+    tau_v = resolve_tau(tau, X, Y)[0]
     p = linear_probe(train_features, train_labels, test_features, test_labels,
                      tau=tau_v, seed=seed, device=device)
     return {"value": p.accuracy,

@@ -39,6 +39,7 @@ from ..exceptions import AssumptionWarning, ConvergenceWarning, TaskrelInputErro
 from ..heads import LinearHead, Standardizer, train_linear_head
 from ..result import RelatednessResult
 from .fit_paper import PAPER_STEPS, paper_fit
+from .tau import auto_tau, resolve_tau
 from .transport import (
     Group,
     build_groups,
@@ -58,8 +59,6 @@ RECIPES = ("fast", "paper")
 B_MODES = ("sparse", "learned", "fixed")
 LABEL_SOURCES = ("classifier", "kmeans")
 CLASS_WEIGHTS = ("prior", "uniform")
-#: The official code's Lipschitz target for large-scale (ImageNet-encoder) runs.
-PAPER_TAU = 0.02
 #: Relative ridge values tried by ridge="auto" (strongest first).
 RIDGE_GRID = (100.0, 10.0, 1.0, 0.1)
 #: Share of the train rows held out to choose the ridge (never the test split).
@@ -67,29 +66,6 @@ VALIDATION_FRACTION = 0.2
 W1_METHODS = ("exact", "minibatch", "sinkhorn", "auto")
 #: Fraction of target points under which a pseudo-class is folded into its runner-up.
 MIN_PSEUDO_CLASS_FRACTION = 0.01
-
-
-def auto_tau(Z: NDArray[np.float64], y: NDArray[np.int64]) -> float:
-    r"""taskrel's default Lipschitz target: :math:`\tau = \log K / \mathrm{median}_{j<l}
-    \lVert \mu_j - \mu_l\rVert_2` on standardized reference features.
-
-    It makes :math:`\tau` dimensionless in the geometry of the reference task: moving
-    from one class mean to another may change the loss by about :math:`\log K`, the
-    loss of a uniform guess. So a head under this constraint can separate the
-    reference classes, and :math:`\tau W` reads as "distribution mismatch measured in
-    units of class separation".
-    """
-    K = int(y.max()) + 1
-    mus = np.stack([Z[y == j].mean(0) for j in range(K)])
-    diff = mus[:, None, :] - mus[None, :, :]
-    dist = np.sqrt((diff**2).sum(-1))[np.triu_indices(K, 1)]
-    med = float(np.median(dist))
-    if med <= 0:
-        raise TaskrelInputError(
-            "`reference_features`: all class means coincide, so tau='auto' is undefined;"
-            " pass a numeric `tau`"
-        )
-    return math.log(K) / med
 
 
 def split_task(
@@ -548,12 +524,7 @@ def task_relatedness(
     Zt, Zt_te = st.transform(Xt), st.transform(Xt_te)
 
     if reference_head is None:
-        if isinstance(tau, str):
-            tau_rule = check_choice(tau, "tau", ("auto", "paper"))
-            tau_value = PAPER_TAU if tau_rule == "paper" else auto_tau(Zr, yr)
-        else:
-            tau_rule = "given"
-            tau_value = check_positive(tau, "tau")
+        tau_value, tau_rule = resolve_tau(tau, Zr, yr, standardize=False)
         head = train_linear_head(
             Zr, yr, K_R, tau=tau_value, recipe=recipe, seed=seed, device=dev
         )
