@@ -73,24 +73,33 @@ def _private_part(module: str) -> str | None:
     return None
 
 
+def _code_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of a function from ``def`` to its end, less its docstring (the measure of
+    the architecture review: signature and body count, documentation does not)."""
+    n = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        n -= first.end_lineno - first.lineno + 1
+    return n
+
+
 def test_no_function_is_longer_than_the_limit():
     long = []
     for name, tree in TREES.items():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = node.end_lineno - node.lineno + 1
+                n = _code_lines(node)
                 if n > MAX_FUNCTION_LINES:
                     long.append(f"{name}.{node.name}: {n} lines")
     assert long == []
 
 
 def test_the_engine_entry_point_is_short():
-    from taskrel.relatedness import task_relatedness
-
-    import inspect
-
-    lines = inspect.getsource(task_relatedness).count("\n")
-    assert lines <= MAX_ENGINE_LINES, lines
+    tree = TREES["taskrel.relatedness.engine"]
+    (fn,) = [n for n in tree.body
+             if isinstance(n, ast.FunctionDef) and n.name == "task_relatedness"]
+    assert _code_lines(fn) <= MAX_ENGINE_LINES
 
 
 def test_layers_are_folders():

@@ -261,7 +261,7 @@ def test_more_target_than_reference_classes_with_learned_B(global_random_seed):
 
 
 def test_sparse_B_start_with_more_target_classes_serves_every_class():
-    from taskrel.relatedness.engine import _sparse_B
+    from taskrel.relatedness.matching import sparse_B as _sparse_B
 
     # score[k, j]: how well reference class j explains target class k (hand-made).
     score = np.array([[0.0, -5, -5], [-5, 0.0, -5], [-5, -5, 0.0], [-1, -6, -6],

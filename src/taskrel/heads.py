@@ -124,6 +124,84 @@ def _grad_sq_norms(
 def _penalty(norms: torch.Tensor, tau: float) -> torch.Tensor:
     return torch.relu(norms - tau).pow(2).mean()
 
+def _train_lbfgs(Zt: torch.Tensor, yt: torch.Tensor, n_classes: int, *, tau: float,
+                 seed: int, max_iter: int | None, tol: float, gp_weight: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """The fast recipe: full-batch L-BFGS from zero weights (see train_linear_head)."""
+    dev = Zt.device
+    W = torch.zeros(n_classes, Zt.shape[1], dtype=torch.float64, device=dev,
+                    requires_grad=True)
+    c = torch.zeros(n_classes, dtype=torch.float64, device=dev, requires_grad=True)
+    steps = 500 if max_iter is None else int(max_iter)
+    opt = torch.optim.LBFGS(
+        [W, c],
+        lr=1.0,
+        max_iter=steps,
+        history_size=20,
+        tolerance_grad=1e-10,
+        tolerance_change=tol,
+        line_search_fn="strong_wolfe",
+    )
+    last: list[float] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        u = Zt @ W.T + c
+        ce = torch.nn.functional.cross_entropy(u, yt)
+        p = torch.softmax(u, dim=1)
+        G = W @ W.T
+        gp_true = _penalty(_grad_sq_norms(p, G, yt).add(1e-30).sqrt(), tau)
+        gp_all = _penalty(_grad_sq_norms(p, G, None).add(1e-30).sqrt(), tau)
+        obj = ce + gp_weight * (gp_true + gp_all)
+        obj.backward()
+        last.append(float(obj.detach()))
+        return obj
+
+    opt.step(closure)
+    state = opt.state[opt._params[0]]
+    used = int(state.get("n_iter", steps))
+    if used >= steps:
+        warnings.warn(
+            f"head training hit max_iter={steps} before the objective settled "
+            f"(tol={tol}); raise `max_iter` for a tighter head",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return W, c, used, last[-1]
+
+
+def _train_sgd(Zt: torch.Tensor, yt: torch.Tensor, n_classes: int, *, tau: float,
+               seed: int, max_iter: int | None, tol: float, gp_weight: float
+               ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """The paper recipe: the official SGD loop with random-label penalties."""
+    dev = Zt.device
+    gen = generator(seed)
+    n, d = Zt.shape
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(d, n_classes).to(device=dev, dtype=torch.float64)
+    steps = 2001 if max_iter is None else int(max_iter)
+    opt = torch.optim.SGD(lin.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    batch = min(1000, n)
+    final = float("nan")
+    for _ in range(steps):
+        idx = torch.randint(0, n, (batch,), generator=gen).to(dev)
+        zb, yb = Zt[idx], yt[idx]
+        yr = torch.randint(0, n_classes, (batch,), generator=gen).to(dev)
+        u = lin(zb)
+        p = torch.softmax(u, dim=1)
+        G = lin.weight @ lin.weight.T
+        ce = torch.nn.functional.cross_entropy(u, yb)
+        gp = _penalty(_grad_sq_norms(p, G, yb).add(1e-30).sqrt(), tau) + _penalty(
+            _grad_sq_norms(p, G, yr).add(1e-30).sqrt(), tau
+        )
+        obj = ce + gp_weight * gp
+        opt.zero_grad()
+        obj.backward()
+        opt.step()
+        final = float(obj.detach())
+    return lin.weight, lin.bias, steps, final
+
+
 def train_linear_head(
     Z: NDArray[np.float64],
     y: NDArray[np.int64],
@@ -166,77 +244,12 @@ def train_linear_head(
     recipe = check_choice(recipe, "recipe", HEAD_RECIPES)
     tau = check_positive(tau, "tau")
     dev = resolve_device(device)
-    gen = generator(seed)
-    n, d = Z.shape
     Zt = torch.as_tensor(Z, dtype=torch.float64, device=dev)
     yt = torch.as_tensor(y, dtype=torch.int64, device=dev)
-
     t0 = time.perf_counter()
-    if recipe == "fast":
-        W = torch.zeros(n_classes, d, dtype=torch.float64, device=dev, requires_grad=True)
-        c = torch.zeros(n_classes, dtype=torch.float64, device=dev, requires_grad=True)
-        steps = 500 if max_iter is None else int(max_iter)
-        opt = torch.optim.LBFGS(
-            [W, c],
-            lr=1.0,
-            max_iter=steps,
-            history_size=20,
-            tolerance_grad=1e-10,
-            tolerance_change=tol,
-            line_search_fn="strong_wolfe",
-        )
-
-        last: list[float] = []
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            u = Zt @ W.T + c
-            ce = torch.nn.functional.cross_entropy(u, yt)
-            p = torch.softmax(u, dim=1)
-            G = W @ W.T
-            gp_true = _penalty(_grad_sq_norms(p, G, yt).add(1e-30).sqrt(), tau)
-            gp_all = _penalty(_grad_sq_norms(p, G, None).add(1e-30).sqrt(), tau)
-            obj = ce + gp_weight * (gp_true + gp_all)
-            obj.backward()
-            last.append(float(obj.detach()))
-            return obj
-
-        opt.step(closure)
-        final = last[-1]
-        state = opt.state[opt._params[0]]
-        used = int(state.get("n_iter", steps))
-        if used >= steps:
-            warnings.warn(
-                f"head training hit max_iter={steps} before the objective settled "
-                f"(tol={tol}); raise `max_iter` for a tighter head",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-    else:
-        torch.manual_seed(seed)
-        lin = torch.nn.Linear(d, n_classes).to(device=dev, dtype=torch.float64)
-        steps = 2001 if max_iter is None else int(max_iter)
-        opt2 = torch.optim.SGD(lin.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
-        batch = min(1000, n)
-        final = float("nan")
-        for _ in range(steps):
-            idx = torch.randint(0, n, (batch,), generator=gen).to(dev)
-            zb, yb = Zt[idx], yt[idx]
-            yr = torch.randint(0, n_classes, (batch,), generator=gen).to(dev)
-            u = lin(zb)
-            p = torch.softmax(u, dim=1)
-            G = lin.weight @ lin.weight.T
-            ce = torch.nn.functional.cross_entropy(u, yb)
-            gp = _penalty(_grad_sq_norms(p, G, yb).add(1e-30).sqrt(), tau) + _penalty(
-                _grad_sq_norms(p, G, yr).add(1e-30).sqrt(), tau
-            )
-            obj = ce + gp_weight * gp
-            opt2.zero_grad()
-            obj.backward()
-            opt2.step()
-            final = float(obj.detach())
-        W, c = lin.weight, lin.bias
-        used = steps
+    train = _train_lbfgs if recipe == "fast" else _train_sgd
+    W, c, used, final = train(Zt, yt, n_classes, tau=tau, seed=seed, max_iter=max_iter,
+                              tol=tol, gp_weight=gp_weight)
     weight = W.detach().cpu().numpy().astype(np.float64)
     bias = c.detach().cpu().numpy().astype(np.float64)
     if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):

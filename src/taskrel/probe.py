@@ -15,9 +15,9 @@ from ._internal.validation import (
     check_labels,
     check_positive,
     check_same_dim,
+    encode_with_classes,
 )
 from .heads import HEAD_RECIPES, Standardizer, train_linear_head
-from .relatedness.engine import _encode_with
 from .result import ProbeResult
 
 __all__ = ["linear_probe"]
@@ -64,7 +64,7 @@ def linear_probe(
     check_consistent_length(X, "train_features", y, "train_labels")
     Xte = check_features(test_features, "test_features", min_samples=1)
     check_same_dim(X, "train_features", Xte, "test_features")
-    yte = _encode_with(classes, test_labels, "test_labels")
+    yte = encode_with_classes(classes, test_labels, "test_labels")
     check_consistent_length(Xte, "test_features", yte, "test_labels")
     s = Standardizer.fit(X) if standardize else Standardizer.identity(X.shape[1])
     Z, Zte = s.transform(X), s.transform(Xte)

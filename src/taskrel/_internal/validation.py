@@ -17,8 +17,10 @@ __all__ = [
     "check_features",
     "check_labels",
     "check_consistent_length",
+    "check_same_dim",
     "check_choice",
     "check_positive",
+    "encode_with_classes",
 ]
 
 
@@ -153,3 +155,29 @@ def check_positive(
     return int(value) if integer else float(value)
 
 
+
+
+def encode_with_classes(
+    classes: NDArray[Any], y: Any, name: str
+) -> NDArray[np.int64]:
+    """Encode ``y`` as indices into ``classes`` (the sorted ids seen in training).
+
+    Ids that training never saw are an error naming ``name`` and the unseen ids.
+    """
+    arr = np.asarray(y)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise TaskrelInputError(f"`{name}` must be 1-D; got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TaskrelInputError(f"`{name}` must hold integer class ids; got {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)):
+        raise TaskrelInputError(f"`{name}` must hold integer class ids")
+    pos = np.searchsorted(classes, arr)
+    pos = np.clip(pos, 0, classes.size - 1)
+    bad = classes[pos] != arr
+    if np.any(bad):
+        raise TaskrelInputError(
+            f"`{name}` has class ids not seen in training: {np.unique(arr[bad])[:10].tolist()}"
+        )
+    return pos.astype(np.int64)

@@ -18,6 +18,8 @@ on purpose). ``A_bar`` is the learned approximate inverse used at evaluation.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +28,8 @@ from tqdm.auto import tqdm
 
 from .._internal.devices import generator
 from .._internal.ot import exact_plan
+
+__all__ = ["paper_fit", "paper_batch_size", "PAPER_STEPS", "LABEL_COST"]
 
 #: The official code's constants (large-scale): label-cost weight and term weights.
 LABEL_COST = 1e6
@@ -60,6 +64,106 @@ def _sample_by_prior(
     return np.concatenate(out)
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The paper loop's constant tensors."""
+
+    Zr: torch.Tensor
+    Zt: torch.Tensor
+    yr: NDArray[np.int64]
+    yt: NDArray[np.int64]
+    eyeR: torch.Tensor
+    eyeT: torch.Tensor
+    eye: torch.Tensor
+    pi_T: torch.Tensor
+    inv_pi_R: torch.Tensor
+    ce_sum: torch.Tensor
+    n_R: int
+
+
+@dataclass
+class _Params:
+    """The loop's parameters: A, its learned inverse, b, and free B and D (or fixed)."""
+
+    A: torch.Tensor
+    Abar: torch.Tensor
+    b: torch.Tensor
+    B_raw: torch.Tensor | None
+    D_raw: torch.Tensor | None
+    B_fixed: torch.Tensor | None
+    D_fixed: torch.Tensor | None
+
+    def BD(self) -> tuple[torch.Tensor, torch.Tensor]:
+        B = self.B_fixed if self.B_raw is None else torch.softmax(self.B_raw, dim=0)
+        D = self.D_fixed if self.D_raw is None else torch.softmax(self.D_raw, dim=0)
+        return B, D
+
+
+def _init_params(d: int, K_T: int, K_R: int, pi_R: NDArray[np.float64],
+                 B_fixed: NDArray[np.float64] | None, D_fixed: NDArray[np.float64] | None,
+                 B_init: NDArray[np.float64] | None, D_init: NDArray[np.float64] | None,
+                 A0: NDArray[np.float64] | None, b0: NDArray[np.float64] | None,
+                 gen: torch.Generator, f64: dict[str, Any]
+                 ) -> tuple[_Params, torch.optim.Optimizer]:
+    """The starting parameters (the official initialisation unless warm-started)."""
+    A = torch.tensor(np.eye(d) if A0 is None else A0, **f64, requires_grad=True)
+    Abar = torch.tensor(
+        np.eye(d) if A0 is None else np.linalg.inv(A0), **f64, requires_grad=True
+    )
+    b = torch.tensor(np.zeros(d) if b0 is None else b0, **f64, requires_grad=True)
+    groups: list[dict] = [{"params": [A, Abar, b], "lr": LR}]
+    B_raw = D_raw = None
+    if B_fixed is None:
+        if B_init is None:
+            raw = torch.rand(K_T, K_R, generator=gen, dtype=torch.float64)
+        else:
+            raw = torch.as_tensor(np.log(B_init), dtype=torch.float64)
+        B_raw = raw.to(f64["device"]).requires_grad_(True)
+        groups[0]["params"].append(B_raw)
+    if D_fixed is None:
+        init = pi_R if D_init is None else np.log(D_init)
+        D_raw = torch.tensor(init, **f64, requires_grad=True)
+        groups.append({"params": [D_raw], "lr": LR_D})
+    params = _Params(A, Abar, b, B_raw, D_raw,
+                     None if B_fixed is None else torch.as_tensor(B_fixed, **f64),
+                     None if D_fixed is None else torch.as_tensor(D_fixed, **f64))
+    return params, torch.optim.Adam(groups)
+
+
+def _step_loss(data: _Data, p: _Params, B: torch.Tensor, D: torch.Tensor,
+               ir: NDArray[np.int64], it: NDArray[np.int64], f64: dict[str, Any]
+               ) -> torch.Tensor:
+    """The loss of one minibatch pair (exact OT plan on the non-squared cost)."""
+    zs = data.Zr[ir] @ p.A.T + p.b
+    ys = data.eyeR[data.yr[ir]] @ B.T
+    zt = data.Zt[it]
+    ytt = data.eyeT[data.yt[it]]
+    with torch.no_grad():
+        M = torch.cdist(zs, zt) + LABEL_COST * torch.cdist(ys, ytt)
+    Mn = M.cpu().numpy()
+    gamma = exact_plan(np.full(ir.size, 1.0 / ir.size), np.full(it.size, 1.0 / it.size),
+                       Mn, knob="`batch_size`")
+    gamma_t = torch.as_tensor(gamma, **f64)
+    H = -(D * torch.special.xlogy(B, B).sum(dim=0)).sum()
+    rrl = (D * data.inv_pi_R * data.ce_sum).sum() / data.n_R
+    wd = (
+        gamma_t
+        * (torch.cdist(zs, zt).pow(2) + LABEL_COST * torch.cdist(ys, ytt).pow(2))
+    ).sum()
+    pm = (data.pi_T - B @ D).pow(2).sum()
+    ic = (p.A @ p.Abar - data.eye).pow(2).sum() + (p.Abar @ p.A - data.eye).pow(2).sum()
+    return H + rrl + WEIGHT_WD * wd + WEIGHT_PM * pm + WEIGHT_IC * ic
+
+
+def _settled(history: list[float], step: int, tol: float | None) -> bool:
+    """The early stop: mean loss of the last 100 steps vs the 100 before, every 50."""
+    if tol is None or len(history) < 200 or step % 50 != 0:
+        return False
+    prev = float(np.mean(history[-200:-100]))
+    last = float(np.mean(history[-100:]))
+    return abs(prev - last) <= tol * abs(prev)
+
+
 def paper_fit(
     Zr: NDArray[np.float64],
     yr: NDArray[np.int64],
@@ -91,98 +195,41 @@ def paper_fit(
     n_R, d = Zr.shape
     N = batch_size or paper_batch_size(d)
     rng = np.random.default_rng(seed)
-    gen = generator(seed)
     f64 = dict(dtype=torch.float64, device=device)
-    Zr_t = torch.as_tensor(Zr, **f64)
-    Zt_t = torch.as_tensor(Zt, **f64)
-    eyeR = torch.eye(K_R, **f64)
-    eyeT = torch.eye(K_T, **f64)
-    eye = torch.eye(d, **f64)
+    data = _Data(torch.as_tensor(Zr, **f64), torch.as_tensor(Zt, **f64), yr, yt,
+                 torch.eye(K_R, **f64), torch.eye(K_T, **f64), torch.eye(d, **f64),
+                 torch.as_tensor(pi_T, **f64), torch.as_tensor(1.0 / pi_R, **f64),
+                 torch.as_tensor(ce_sum, **f64), n_R)
     ref_rows = [np.flatnonzero(yr == j) for j in range(K_R)]
     tgt_rows = [np.flatnonzero(yt == k) for k in range(K_T)]
-    A = torch.tensor(np.eye(d) if A0 is None else A0, **f64, requires_grad=True)
-    Abar = torch.tensor(
-        np.eye(d) if A0 is None else np.linalg.inv(A0), **f64, requires_grad=True
-    )
-    b = torch.tensor(np.zeros(d) if b0 is None else b0, **f64, requires_grad=True)
-    groups: list[dict] = [{"params": [A, Abar, b], "lr": LR}]
-    if B_fixed is None:
-        if B_init is None:
-            raw = torch.rand(K_T, K_R, generator=gen, dtype=torch.float64)
-        else:
-            raw = torch.as_tensor(np.log(B_init), dtype=torch.float64)
-        B_raw = raw.to(device).requires_grad_(True)
-        groups[0]["params"].append(B_raw)
-    if D_fixed is None:
-        init = pi_R if D_init is None else np.log(D_init)
-        D_raw = torch.tensor(init, **f64, requires_grad=True)
-        groups.append({"params": [D_raw], "lr": LR_D})
-    opt = torch.optim.Adam(groups)
-    pi_T_t = torch.as_tensor(pi_T, **f64)
-    inv_pi_R = torch.as_tensor(1.0 / pi_R, **f64)
-    ce_sum_t = torch.as_tensor(ce_sum, **f64)
+    params, opt = _init_params(d, K_T, K_R, pi_R, B_fixed, D_fixed, B_init, D_init, A0, b0,
+                               generator(seed), f64)
     history: list[float] = []
     stopped_early = False
-
-    def current_BD() -> tuple[torch.Tensor, torch.Tensor]:
-        B = (
-            torch.as_tensor(B_fixed, **f64)
-            if B_fixed is not None
-            else torch.softmax(B_raw, dim=0)
-        )
-        D = (
-            torch.as_tensor(D_fixed, **f64)
-            if D_fixed is not None
-            else torch.softmax(D_raw, dim=0)
-        )
-        return B, D
-
     bar = tqdm(range(steps), desc="paper recipe", disable=not progress, leave=False)
     loop_start = time.perf_counter()
     for step in bar:
-        B, D = current_BD()
-        D_np = D.detach().cpu().numpy()
-        ir = _sample_by_prior(ref_rows, D_np, N, rng)
+        B, D = params.BD()
+        ir = _sample_by_prior(ref_rows, D.detach().cpu().numpy(), N, rng)
         it = _sample_by_prior(tgt_rows, pi_T, N, rng)
-        zs = Zr_t[ir] @ A.T + b
-        ys = eyeR[yr[ir]] @ B.T
-        zt = Zt_t[it]
-        ytt = eyeT[yt[it]]
-        with torch.no_grad():
-            M = torch.cdist(zs, zt) + LABEL_COST * torch.cdist(ys, ytt)
-        Mn = M.cpu().numpy()
-        gamma = exact_plan(np.full(ir.size, 1.0 / ir.size), np.full(it.size, 1.0 / it.size),
-                           Mn, knob="`batch_size`")
-        gamma_t = torch.as_tensor(gamma, **f64)
-        H = -(D * torch.special.xlogy(B, B).sum(dim=0)).sum()
-        rrl = (D * inv_pi_R * ce_sum_t).sum() / n_R
-        wd = (
-            gamma_t
-            * (torch.cdist(zs, zt).pow(2) + LABEL_COST * torch.cdist(ys, ytt).pow(2))
-        ).sum()
-        pm = (pi_T_t - B @ D).pow(2).sum()
-        ic = (A @ Abar - eye).pow(2).sum() + (Abar @ A - eye).pow(2).sum()
-        loss = H + rrl + WEIGHT_WD * wd + WEIGHT_PM * pm + WEIGHT_IC * ic
+        loss = _step_loss(data, params, B, D, ir, it, f64)
         opt.zero_grad()
         loss.backward()
         opt.step()
         history.append(float(loss.detach()))
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{history[-1]:.4g}")
-        if tol is not None and len(history) >= 200 and step % 50 == 0:
-            prev = float(np.mean(history[-200:-100]))
-            last = float(np.mean(history[-100:]))
-            if abs(prev - last) <= tol * abs(prev):
-                stopped_early = True
-                break
+        if _settled(history, step, tol):
+            stopped_early = True
+            break
     bar.close()
     loop_seconds = time.perf_counter() - loop_start
-    B, D = current_BD()
+    B, D = params.BD()
     return {
         "loop_seconds": loop_seconds,
-        "A": A.detach().cpu().numpy(),
-        "A_bar": Abar.detach().cpu().numpy(),
-        "b": b.detach().cpu().numpy(),
+        "A": params.A.detach().cpu().numpy(),
+        "A_bar": params.Abar.detach().cpu().numpy(),
+        "b": params.b.detach().cpu().numpy(),
         "B": B.detach().cpu().numpy(),
         "D": D.detach().cpu().numpy(),
         "history": history,

@@ -19,6 +19,9 @@ from numpy.typing import NDArray
 from .._internal.ot import exact_plan
 from ..exceptions import ConvergenceWarning
 
+__all__ = ["Group", "build_groups", "group_couplings", "class_mean_init", "transform_rows",
+           "fit_affine", "IRLS_EPS"]
+
 #: Floor on residual norms in the IRLS weights (features are standardized, so 1e-9 is
 #: far below any distance that matters).
 IRLS_EPS = 1e-9
