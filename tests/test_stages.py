@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
+from golden.golden import digits_pair, fmnist_mnist_pair
 
 import taskrel
-from golden.golden import digits_pair, fmnist_mnist_pair
 from taskrel.exceptions import AssumptionWarning, TaskrelInputError
 from taskrel.heads import Standardizer
 from taskrel.relatedness import (
@@ -27,7 +27,6 @@ from taskrel.relatedness.matching import initial_label_map, matched_B, prior_mat
 from taskrel.relatedness.reference import class_prior, fit_reference
 from taskrel.relatedness.splits import (
     cap_rows,
-    check_task_pair,
     prepare_reference,
     prepare_target,
 )
