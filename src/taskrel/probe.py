@@ -59,6 +59,8 @@ def linear_probe(
     t0 = time.perf_counter()
     recipe = check_choice(recipe, "recipe", HEAD_RECIPES)
     tau = check_positive(tau, "tau")
+    seed = check_positive(seed, "seed", integer=True, allow_zero=True)
+    dev = resolve_device(device)
     X = check_features(train_features, "train_features")
     classes, y = check_labels(train_labels, "train_labels")
     check_consistent_length(X, "train_features", y, "train_labels")
@@ -69,8 +71,7 @@ def linear_probe(
     s = Standardizer.fit(X) if standardize else Standardizer.identity(X.shape[1])
     Z, Zte = s.transform(X), s.transform(Xte)
     head = train_linear_head(
-        Z, y, classes.size, tau=tau, recipe=recipe, seed=seed,
-        device=resolve_device(device),
+        Z, y, classes.size, tau=tau, recipe=recipe, seed=seed, device=dev,
     )
     return ProbeResult(
         loss=float(head.loss(Zte, yte).mean()),

@@ -34,7 +34,7 @@ def task_relatedness_score(source_features: ArrayLike, source_labels: ArrayLike,
     Mehra, Zhang, Hamm. Understanding the Transferability of Representations via
     Task-Relatedness. NeurIPS 2024.
     """
-    from ..relatedness.engine import task_relatedness
+    from ..relatedness import task_relatedness
 
     kwargs.setdefault("progress", False)
     result = task_relatedness(source_features, source_labels, target_features,
