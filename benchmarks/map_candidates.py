@@ -20,10 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taskrel import relatedness as R
-from taskrel.relatedness.transport import build_groups, fit_affine, group_couplings
 from taskrel.heads import Standardizer, train_linear_head
 from taskrel.io import load_task
+from taskrel.relatedness import RelatednessConfig
+from taskrel.relatedness.bound import evaluate_held_out, lipschitz
+from taskrel.relatedness.fit_fast import mean_shift
+from taskrel.relatedness.maps import FeatureMap
+from taskrel.relatedness.matching import match_score, prior_matched_D, sparse_B
+from taskrel.relatedness.transport import build_groups, fit_affine, group_couplings
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "features"
 
@@ -49,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     K_R, K_T, d = yr.max() + 1, yt.max() + 1, Zr.shape[1]
     head = train_linear_head(Zr, yr, K_R, tau=args.tau, recipe="fast", seed=0, device="cpu")
     pi_T = np.bincount(yt, minlength=K_T) / yt.size
-    B = R._sparse_B(R._match_score(head, Zt, yt, K_T))[0]
-    D = R._prior_matched_D(B, pi_T)
+    B = sparse_B(match_score(head, Zt, yt, K_T))[0]
+    D = prior_matched_D(B, pi_T)
+    cfg = RelatednessConfig(max_eval_per_class=2000, device="cpu")
     groups = build_groups(yr, yt, B, D, pi_T, max_per_class=500,
                           rng=np.random.default_rng(0))
     print(f"{Path(args.reference).name} -> {Path(args.target).name}, tau={args.tau}")
@@ -59,17 +64,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def show(name: str, A: np.ndarray, b: np.ndarray) -> None:
         A_inv = np.linalg.inv(A)
-        sol = dict(A=A, b=b, B=B, D=D, A_inv=A_inv)
-        ev = R._evaluate(head, sol, Zr_te, yr_te, Zt_te, yt_te, K_T, pi_T, pi_T, 2000,
-                         np.random.default_rng(1))
-        lip_t, _, lip_r = R._lipschitz(head, A_inv, B,
-                                       np.vstack([(Zt_te - b) @ A_inv.T, Zr_te]))
+        fmap = FeatureMap(A, A_inv, b, B, D, 0, True, [], float("nan"))
+        ev = evaluate_held_out(head, fmap, Zr_te, yr_te, Zt_te, yt_te, pi_T, cfg,
+                               np.random.default_rng(1))
+        W, rrl = ev.distribution_mismatch, ev.reweighted_reference_loss
+        lip_t, _, lip_r = lipschitz(head, A_inv, B, np.vstack([(Zt_te - b) @ A_inv.T, Zr_te]))
         w_tr = group_couplings(Zr @ A.T + b, Zt, groups)[0]
-        print(f"{name:<22}{w_tr:9.2f}{ev['W']:9.2f}{lip_t:10.4f}{lip_r:8.4f}"
-              f"{lip_t * ev['W']:8.3f}{ev['rrl'] + lip_t * ev['W']:8.3f}", flush=True)
+        print(f"{name:<22}{w_tr:9.2f}{W:9.2f}{lip_t:10.4f}{lip_r:8.4f}"
+              f"{lip_t * W:8.3f}{rrl + lip_t * W:8.3f}", flush=True)
 
     eye = np.eye(d)
-    shift = R._mean_shift(Zr, Zt, groups)
+    shift = mean_shift(Zr, Zt, groups)
     target_mean = sum(g.weight * Zt[g.tgt_rows].mean(0) for g in groups)
     show("identity + mean shift", eye, shift)
     for s in map(float, args.scales.split(",")):
