@@ -19,6 +19,7 @@ __all__ = [
     "check_consistent_length",
     "check_choice",
     "check_positive",
+    "check_same_dim",
 ]
 
 

@@ -44,8 +44,6 @@ __all__ = ["Estimator", "get_estimator", "reference_tau", "UNLABELED", "TRUTHS",
 
 #: Task-relatedness without target labels (pseudo-labels); not a registered score.
 UNLABELED = "task_relatedness_unlabeled"
-#: The ground truths: target test accuracy of a linear probe and of fine-tuning.
-TRUTHS = ("linear_probe", "finetune")
 #: Old estimator names in configs -> names registered in taskrel.scores.
 ALIASES = {"pactran": "pactran_gaussian"}
 
@@ -273,3 +271,5 @@ _REGISTRY: dict[str, Estimator] = {
                                   "task_relatedness"),
     UNLABELED: Estimator(UNLABELED, _relatedness_cell, "task_relatedness"),
 }
+#: The ground truths: target test accuracy of a linear probe and of fine-tuning.
+TRUTHS = tuple(name for name, est in _REGISTRY.items() if est.truth)

@@ -28,7 +28,7 @@ from .._internal.serialize import (
     to_jsonable,
 )
 from ..exceptions import TaskrelInputError
-from .estimators import TRUTHS
+from .estimators import TRUTHS, UNLABELED
 
 __all__ = ["write_report", "bound_check", "md_table"]
 
@@ -116,7 +116,7 @@ def _correlations(rows: Sequence[Mapping[str, Any]], out: Path, truth: str,
         s = res.summary
         row.update(pearson=s["pearson"], pearson_ci=s.get("pearson_ci"),
                    spearman=s["spearman"], spearman_ci=s.get("spearman_ci"))
-        if est in ("task_relatedness", "task_relatedness_unlabeled"):
+        if est in ("task_relatedness", UNLABELED):
             res.write(out / f"correlation_{est}_{truth}_f{fraction:g}")
         table.append(row)
     return table
