@@ -12,7 +12,12 @@ import pytest
 
 from taskrel.cli import main
 from taskrel.experiments import parse_config
-from taskrel.experiments.reproduce import cell_fn, fraction_rows, make_cell_fn, reference_tau
+from taskrel.experiments.reproduce import (
+    cell_fn,
+    fraction_rows,
+    make_cell_fn,
+    reference_tau,
+)
 from taskrel.experiments.store import Cell
 
 _RAW = {
