@@ -12,7 +12,12 @@ import pytest
 
 from taskrel.cli import main
 from taskrel.experiments import parse_config
-from taskrel.experiments.reproduce import cell_fn, fraction_rows, make_cell_fn, reference_tau
+from taskrel.experiments.reproduce import (
+    cell_fn,
+    fraction_rows,
+    make_cell_fn,
+    reference_tau,
+)
 from taskrel.experiments.store import Cell
 
 _RAW = {
@@ -76,9 +81,9 @@ def test_cell_fn_estimator_and_probe_cells():
     assert 0.2 < probe["value"] <= 1.0          # 5 classes: chance is 0.2
     assert probe["extra"]["loss"] > 0
     # The probe uses the tau of the relatedness run (the auto rule on the reference).
-    from taskrel.experiments.reproduce import _tasks
+    from taskrel.experiments.inputs import cell_tasks
 
-    ref, _, _ = _tasks(cfg, Cell("effnet_lite0_random", "digits04", "digits59", 1.0, 0,
+    ref, _, _ = cell_tasks(cfg, Cell("effnet_lite0_random", "digits04", "digits59", 1.0, 0,
                                  "linear_probe"))
     assert math.isclose(probe["extra"]["tau"], reference_tau(cfg, ref), rel_tol=1e-9)
     assert math.isclose(probe["extra"]["tau"], ex["tau"], rel_tol=1e-9)
@@ -160,7 +165,7 @@ def test_drop_single_row_classes():
 
 
 def test_prepare_features_fills_the_cache_the_cells_read(monkeypatch):
-    from taskrel.experiments import reproduce
+    from taskrel.experiments import inputs, reproduce
 
     cfg = parse_config({**_RAW, "targets": _RAW["targets"][:2]})
     units = reproduce.feature_units(cfg)
@@ -173,7 +178,7 @@ def test_prepare_features_fills_the_cache_the_cells_read(monkeypatch):
     out = reproduce.prepare_features(cfg, "local", progress=False)
     assert out["units"] == 5 and out["failed"] == [] and out["gpus_per_task"] == 0.0
     # The cells now read every feature set from the cache: no encoder call.
-    reproduce._TASKS_CACHE.clear()
+    inputs._TASKS_CACHE.clear()
     calls = []
     from taskrel.encoders import Encoder
 

@@ -18,8 +18,6 @@ Run: ``python -m taskrel.demo [--out DIR] [--device cpu|cuda] [--digits]``.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .io import atomic_write_json, atomic_write_text
+from ._internal.serialize import atomic_write_json, atomic_write_text, csv_text
+
+__all__ = ["rotate_digits", "digits_tasks", "run_digits_demo", "plot_decomposition",
+           "run_demo", "main", "DEMO_CONFIG"]
 
 
 def rotate_digits(X: NDArray[np.float64], degrees: float) -> NDArray[np.float64]:
@@ -70,7 +71,7 @@ def run_digits_demo(out_dir: Path, seed: int = 0, *, device: str = "cpu"
                     ) -> list[dict[str, Any]]:
     """The model-free digits demo (raw pixels, reference digits 0-4)."""
     from .probe import linear_probe
-    from .relatedness.engine import split_task, task_relatedness
+    from .relatedness import split_task, task_relatedness
 
     tasks = digits_tasks(seed)
     Xr, yr = tasks["reference"]
@@ -116,11 +117,7 @@ def run_digits_demo(out_dir: Path, seed: int = 0, *, device: str = "cpu"
               f"{p.loss:8.3f}{p.accuracy:7.3f}{u.bound:10.3f}{row['seconds']:6.1f}")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "results.json", rows)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out_dir / "results.csv", buf.getvalue())
+    atomic_write_text(out_dir / "results.csv", csv_text(rows, line_ending="\r\n"))
     png = plot_decomposition(rows, out_dir / "decomposition.png")
     bound_ok = all(r["bound"] >= r["transfer_loss"] for r in rows)
     print(f"bound >= transfer loss on every target: {bound_ok}")
@@ -262,6 +259,7 @@ def run_demo(out: Path = Path("out"), *, device: str = "auto", quiet: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m taskrel.demo``: the Fashion-MNIST demo, or ``--digits``."""
     ap = argparse.ArgumentParser(prog="python -m taskrel.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, type=Path,

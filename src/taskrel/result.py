@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ._internal.serialize import to_jsonable
 
 __all__ = ["RelatednessResult", "ProbeResult"]
 
@@ -22,21 +23,6 @@ TERM_KEYS = (
 
 _ARRAY_FIELDS = ("A", "A_inv", "b")
 _OBJECT_FIELDS = ("reference_head",)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -109,7 +95,7 @@ class RelatednessResult:
                 d.pop(name)
         d["bound_exceeds_trivial"] = self.bound_exceeds_trivial
         d["matching"] = {str(k): v for k, v in self.matching.items()}
-        return _jsonable(d)
+        return to_jsonable(d)
 
 
 @dataclass(frozen=True)
@@ -125,4 +111,4 @@ class ProbeResult:
     settings: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return to_jsonable(asdict(self))

@@ -1,6 +1,8 @@
 """The ``taskrel`` command line: a thin shell over the library.
 
-Validation errors print one line and exit with code 2 (``--debug`` shows the traceback).
+One module per subcommand (each has ``register(subparsers)``); this package only
+assembles the parser and runs the command. Validation errors print one line and exit
+with code 2 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -9,163 +11,34 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 from ..exceptions import TaskrelInputError
+from . import experiments as cli_experiments
+from . import extract as cli_extract
+from . import relate as cli_relate
+from . import reproduce as cli_reproduce
 from . import scores as cli_scores
+
+__all__ = ["main", "build_parser", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
-
-
-def _print_relate(out: dict[str, Any]) -> None:
-    rows = [
-        ("reweighted reference loss", out["reweighted_reference_loss"]),
-        ("label mismatch H(Y''|Y')", out["label_mismatch"]),
-        ("distribution mismatch W1", out["distribution_mismatch"]),
-        ("Lipschitz constant (measured)", out["lipschitz"]),
-        ("  x W1", out["lipschitz"] * out["distribution_mismatch"]),
-        ("bound (task-relatedness)", out["bound"]),
-        ("Lipschitz constant (certified)", out["lipschitz_certified"]),
-        ("bound with certified constant", out["bound_certified"]),
-        ("trivial bound log K_T", out["trivial_bound"]),
-        ("transformed-reference accuracy", out["transformed_accuracy"]),
-        ("transfer loss (linear probe)", out.get("transfer_loss")),
-        ("transfer accuracy (linear probe)", out.get("transfer_accuracy")),
-        ("tau", out["tau"]),
-        ("seconds", out["seconds"]),
-    ]
-    if out.get("pseudo_label_accuracy") is not None:
-        rows.append(("pseudo-label accuracy", out["pseudo_label_accuracy"]))
-    width = max(len(r[0]) for r in rows)
-    print(f"task-relatedness  ({out['label_source']} target labels, "
-          f"recipe={out['settings']['recipe']}, b_mode={out['settings']['b_mode']})")
-    for name, v in rows:
-        print(f"  {name:<{width}}  {_fmt(v)}")
-    if out.get("bound_exceeds_trivial"):
-        print("  note: the bound is above log K_T, which a uniform head already achieves")
-
-
-def _cmd_relate(args: argparse.Namespace) -> int:
-    from ..io import atomic_write_json, load_task
-    from ..probe import linear_probe
-    from ..relatedness.engine import split_task, task_relatedness
-
-    ref = load_task(args.reference, require_labels=True)
-    tgt = load_task(args.target, require_labels=not args.no_target_labels)
-    use_labels = tgt.labels is not None and not args.no_target_labels
-    kw: dict[str, Any] = dict(
-        tau=args.tau if args.tau in ("auto", "paper") else _float(args.tau, "--tau"),
-        recipe=args.recipe,
-        b_mode=args.b_mode,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.quiet,
-        class_weights=args.class_weights,
-        pseudo_labels=args.pseudo_labels,
-    )
-    if ref.test_features is not None:
-        kw.update(reference_test_features=ref.test_features,
-                  reference_test_labels=ref.test_labels)
-    t_train_X, t_train_y = tgt.features, tgt.labels
-    t_test_X, t_test_y = tgt.test_features, tgt.test_labels
-    if t_test_X is None and tgt.labels is not None:
-        # The same seeded stratified 80/20 split the library would make, made here so
-        # that the probe and the bound see the same target test split.
-        import numpy as np
-
-        from .._internal.validation import check_features, check_labels
-
-        X = check_features(tgt.features, "target features")
-        _, y_idx = check_labels(tgt.labels, "target labels")
-        tr, te = split_task(X, y_idx, seed=args.seed)
-        y = np.asarray(tgt.labels)
-        t_train_X, t_train_y, t_test_X, t_test_y = X[tr], y[tr], X[te], y[te]
-    if t_test_X is not None:
-        kw["target_test_features"] = t_test_X
-        kw["target_test_labels"] = t_test_y
-    result = task_relatedness(
-        ref.features, ref.labels, t_train_X, t_train_y if use_labels else None, **kw
-    )
-    out = result.to_dict()
-    out["reference"] = ref.path
-    out["target"] = tgt.path
-    out["transfer_loss"] = out["transfer_accuracy"] = None
-    if t_train_y is not None and t_test_y is not None:
-        probe = linear_probe(t_train_X, t_train_y, t_test_X, t_test_y, tau=result.tau,
-                             recipe=args.recipe, seed=args.seed, device=args.device)
-        out["transfer_loss"] = probe.loss
-        out["transfer_accuracy"] = probe.accuracy
-        out["probe"] = probe.to_dict()
-    _print_relate(out)
-    if args.json:
-        atomic_write_json(args.json, out)
-        print(f"wrote {args.json}")
-    return 0
-
-
-def _float(text: str, name: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise TaskrelInputError(
-            f"`{name}` must be a number, 'auto' or 'paper'; got {text!r}"
-        ) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``taskrel`` parser with every subcommand."""
     p = argparse.ArgumentParser(
         prog="taskrel",
         description="Will this pre-trained encoder transfer to my task, and why?",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser(
-        "relate",
-        help="task-relatedness of a reference task to a target task (the bound)",
-        description="Bound the target loss by the transformed reference task: "
-        "reweighted reference loss + label mismatch + Lipschitz x W1.",
-    )
-    r.add_argument("reference", help="reference task file (.npz with features, labels)")
-    r.add_argument("target", help="target task file (.npz with features[, labels])")
-    r.add_argument("--no-target-labels", action="store_true",
-                   help="ignore target labels (use pseudo-labels); any labels in the "
-                   "file are used only to check the pseudo-labels")
-    r.add_argument("--recipe", choices=("fast", "paper"), default="fast")
-    r.add_argument("--b-mode", dest="b_mode", choices=("sparse", "learned"),
-                   default="sparse")
-    r.add_argument("--pseudo-labels", dest="pseudo_labels",
-                   choices=("classifier", "kmeans"), default="classifier")
-    r.add_argument("--tau", default="auto",
-                   help="Lipschitz target: a number, 'auto' (default) or 'paper' (0.02)")
-    r.add_argument("--class-weights", dest="class_weights",
-                   choices=("prior", "uniform"), default="prior")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    r.add_argument("--json", metavar="OUT.json", help="write the full result as JSON")
-    r.add_argument("--quiet", action="store_true", help="no progress output")
-    r.set_defaults(func=_cmd_relate)
-    from .experiments import register as _register_experiments
-    _register_experiments(sub)
-    from . import extract as cli_extract
-
-    cli_extract.register(sub)
-    cli_scores.register(sub)
-    from . import reproduce as cli_reproduce
-
-    cli_reproduce.register(sub)
+    for module in (cli_relate, cli_experiments, cli_extract, cli_scores, cli_reproduce):
+        module.register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``taskrel`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,8 @@ from typing import Any
 
 from ..exceptions import TaskrelInputError
 
+__all__ = ["register", "ANALYSES"]
+
 ANALYSES = ("correlation", "zoo", "sweep", "decomposition", "cost")
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+__all__ = ["register"]
+
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from ..features.encoders import encoder_from_json, load_encoder

@@ -8,6 +8,8 @@ from typing import Any
 
 from ..exceptions import TaskrelInputError
 
+__all__ = ["register"]
+
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiments.reproduce import SUITES, run_suite, suite_config_path

@@ -6,10 +6,12 @@ import argparse
 import time
 from typing import Any
 
+__all__ = ["register"]
+
 
 def _cmd_scores(args: argparse.Namespace) -> int:
+    from .._internal.devices import check_device
     from ..scores import get_score, list_scores
-    from ..scores._torch_ops import check_device
 
     dev = str(check_device(args.device)) if args.device else None
     names = list_scores()
@@ -27,9 +29,9 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from .._internal.devices import check_device
     from ..io import atomic_write_json, load_task
     from ..scores import compute_score, get_score
-    from ..scores._torch_ops import check_device
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     specs = [get_score(m) for m in methods]  # fail fast on unknown names

@@ -33,9 +33,6 @@ They differ on the same inputs (see ``docs/experiments.md``); always say which o
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 from collections import defaultdict
@@ -48,8 +45,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from .._internal.serialize import (
+    atomic_write_json,
+    atomic_write_text,
+    csv_text,
+    to_jsonable,
+)
 from ..exceptions import TaskrelInputError
-from ..io import atomic_write_json, atomic_write_text
+from .estimators import TRUTHS, get_estimator
 
 __all__ = [
     "Analysis",
@@ -62,18 +65,6 @@ __all__ = [
     "higher_is_better",
     "pair_with_truth",
 ]
-
-#: Orientation of names that are not scores in ``taskrel.scores`` (ground truths, and
-#: a fallback for task-relatedness when the registry is not importable).
-_KNOWN_ORIENTATION = {
-    "task_relatedness": False,
-    "task_relatedness_unlabeled": False,
-    "linear_probe": True,
-    "finetune": True,
-}
-#: Ground-truth estimator names, never treated as estimators to evaluate.
-TRUTHS = ("linear_probe", "finetune")
-
 
 # ---------------------------------------------------------------------------------
 # the result object
@@ -92,44 +83,15 @@ class Analysis:
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         paths = {"csv": str(d / f"{self.name}.csv"), "json": str(d / f"{self.name}.json")}
-        atomic_write_text(paths["csv"], _csv(self.rows))
-        atomic_write_json(paths["json"], _clean({"summary": self.summary, "rows": self.rows}))
+        atomic_write_text(paths["csv"], csv_text(self.rows))
+        atomic_write_json(paths["json"],
+                          to_jsonable({"summary": self.summary, "rows": self.rows}))
         if self.figure is not None:
             paths["png"] = str(d / f"{self.name}.png")
             tmp = d / f".{self.name}.tmp.png"
             self.figure.savefig(tmp, dpi=120, bbox_inches="tight")
             os.replace(tmp, paths["png"])
         return paths
-
-
-def _clean(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        f = float(o)
-        return f if math.isfinite(f) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return o
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (json.dumps(_clean(v)) if isinstance(v, (dict, list)) else v)
-                    for k, v in r.items()})
-    return buf.getvalue()
 
 
 def _figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
@@ -145,22 +107,18 @@ def _figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
 
 
 def higher_is_better(name: str, overrides: Mapping[str, bool] | None = None) -> bool:
-    """Orientation of an estimator: ``overrides``, then the ``taskrel.scores``
-    registry, then the built-in ground truths and task-relatedness."""
+    """Orientation of an estimator: ``overrides``, then the suite's estimator registry
+    (:func:`taskrel.experiments.estimators.get_estimator`: the ``taskrel.scores``
+    registry, task-relatedness without labels and the ground truths)."""
     if overrides and name in overrides:
         return bool(overrides[name])
     try:
-        from .. import scores  # type: ignore[attr-defined]
-
-        return bool(scores.get_score(name).higher_is_better)
-    except (ImportError, AttributeError, KeyError, ValueError):
-        pass
-    if name in _KNOWN_ORIENTATION:
-        return _KNOWN_ORIENTATION[name]
-    raise TaskrelInputError(
-        f"orientation of estimator {name!r} is unknown (not in taskrel.scores); "
-        "say whether higher is better (CLI: --lower-is-better NAME)"
-    )
+        return get_estimator(name).higher_is_better
+    except TaskrelInputError:
+        raise TaskrelInputError(
+            f"orientation of estimator {name!r} is unknown (not in taskrel.scores); "
+            "say whether higher is better (CLI: --lower-is-better NAME)"
+        ) from None
 
 
 def _vec(a: ArrayLike, name: str) -> np.ndarray:

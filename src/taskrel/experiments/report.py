@@ -15,18 +15,22 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._internal.serialize import (
+    atomic_write_json,
+    atomic_write_text,
+    csv_text,
+    to_jsonable,
+)
 from ..exceptions import TaskrelInputError
-from ..io import atomic_write_json, atomic_write_text
-from .analysis import _clean  # JSON-safe values (numpy scalars, NaN -> None)
+from .estimators import TRUTHS, UNLABELED
 
 __all__ = ["write_report", "bound_check", "md_table"]
-
-_TRUTHS = ("linear_probe", "finetune")
 
 
 def _fmt(v: Any) -> str:
@@ -83,7 +87,7 @@ def bound_check(rows: Sequence[Mapping[str, Any]], *, estimator: str = "task_rel
 def _estimators(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     seen: list[str] = []
     for r in rows:
-        if r["estimator"] not in _TRUTHS and r["estimator"] not in seen:
+        if r["estimator"] not in TRUTHS and r["estimator"] not in seen:
             seen.append(r["estimator"])
     return seen
 
@@ -112,21 +116,25 @@ def _correlations(rows: Sequence[Mapping[str, Any]], out: Path, truth: str,
         s = res.summary
         row.update(pearson=s["pearson"], pearson_ci=s.get("pearson_ci"),
                    spearman=s["spearman"], spearman_ci=s.get("spearman_ci"))
-        if est in ("task_relatedness", "task_relatedness_unlabeled"):
+        if est in ("task_relatedness", UNLABELED):
             res.write(out / f"correlation_{est}_{truth}_f{fraction:g}")
         table.append(row)
     return table
 
 
 def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: Any = None,
-                 seconds: float | None = None, versions: Mapping[str, Any] | None = None
-                 ) -> dict[str, Any]:
+                 seconds: float | None = None, versions: Mapping[str, Any] | None = None,
+                 reference_finetune: Sequence[Mapping[str, Any]] | None = None,
+                 reference_finetune_error: str | None = None) -> dict[str, Any]:
     """Run every analysis on ``rows`` and write ``out/<config.name>/report.md``.
+
+    Renders only: the rows of the reference fine-tuning (paper Fig. 4b) are computed
+    beforehand (:func:`taskrel.experiments.reference_finetune.try_reference_finetune`)
+    and passed as ``reference_finetune`` (None: not run), or its failure as
+    ``reference_finetune_error``.
 
     Returns the summary dict (also written as ``summary.json``).
     """
-    from . import analysis as A
-
     d = Path(out) / config.name
     d.mkdir(parents=True, exist_ok=True)
     if not rows:
@@ -134,46 +142,47 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
                                 f"{config.name!r}")
     t0 = time.perf_counter()
     encs = sorted({r["encoder"] for r in rows})
-    truths = [t for t in _TRUTHS if any(r["estimator"] == t and r["value"] is not None
-                                        for r in rows)]
+    truths = [t for t in TRUTHS if any(r["estimator"] == t and r["value"] is not None
+                                       for r in rows)]
+    fracs = sorted({r["fraction"] for r in rows if r["estimator"] not in TRUTHS})
+    summary: dict[str, Any] = {"suite": config.name, "quick": config.quick}
     md: list[str] = [f"# taskrel reproduction: `{config.name}` suite"
                      + (" (quick)" if config.quick else ""), ""]
-    summary: dict[str, Any] = {"suite": config.name, "quick": config.quick}
+    md += ["## Headline", ""]
+    headline_at = len(md)
+    md += _bound_sections(rows, d, encs, summary)
+    md += _correlation_section(rows, d, truths, summary)
+    md += _sweep_section(rows, d, truths, fracs, summary)
+    md += _zoo_section(rows, d, truths, fracs, encs, summary)
+    md += _cost_section(rows, d)
+    md += _reference_finetune_section(config, d, reference_finetune,
+                                      reference_finetune_error, summary)
+    md[headline_at:headline_at] = _headline(summary) + [""]
+    md += ["## Deviations from the paper", "", *_deviations(config), "", "## Run", ""]
+    md += _run_section(rows, grid, seconds, t0, summary)
+    md += _provenance_section(config, versions, summary)
+    atomic_write_text(d / "report.md", "\n".join(md))
+    atomic_write_json(d / "summary.json", to_jsonable(summary))
+    return summary
 
-    # -- bound check and decomposition ------------------------------------------------
+
+def _bound_sections(rows: Sequence[Mapping[str, Any]], d: Path, encs: Sequence[str],
+                    summary: dict[str, Any]) -> list[str]:
+    """Section 1: the decomposition per encoder, the bound check in every cell, and
+    when the bound is vacuous (``bound_check.csv``, ``decomposition_<encoder>.*``)."""
     bc = bound_check(rows)
-    atomic_write_text(d / "bound_check.csv", _csv(bc))
+    atomic_write_text(d / "bound_check.csv", csv_text(bc, line_ending="\r\n"))
     held = [r["bound_holds"] for r in bc if r["bound_holds"] is not None]
     summary["bound_cells"] = len(held)
     summary["bound_violations"] = int(sum(not h for h in held))
     summary["bound_held_everywhere"] = bool(all(held)) if held else None
-    md += ["## Headline", ""]
-    headline_at = len(md)
-    md += ["## 1. Decomposition of the bound (paper Fig. 3)", "",
-           "Task-relatedness = reweighted reference loss + label mismatch + Lipschitz x "
-           "W1 (lower is better). The bound is an upper bound on the linear probe's "
-           "cross-entropy on the target test split (the probe trained with the same "
-           "Lipschitz target tau as the reference head). Fraction 1.0, lowest seed.", ""]
+    md = ["## 1. Decomposition of the bound (paper Fig. 3)", "",
+          "Task-relatedness = reweighted reference loss + label mismatch + Lipschitz x "
+          "W1 (lower is better). The bound is an upper bound on the linear probe's "
+          "cross-entropy on the target test split (the probe trained with the same "
+          "Lipschitz target tau as the reference head). Fraction 1.0, lowest seed.", ""]
     for enc in encs:
-        rel = [r for r in rows if r["estimator"] == "task_relatedness"
-               and r["encoder"] == enc and math.isclose(r["fraction"], 1.0)
-               and r["value"] is not None]
-        if not rel:
-            continue
-        s0 = min(r["seed"] for r in rel)
-        rel = [r for r in rel if r["seed"] == s0]
-        probe = {r["target"]: (r["extra"] or {}).get("loss") for r in rows
-                 if r["estimator"] == "linear_probe" and r["encoder"] == enc
-                 and r["seed"] == s0 and math.isclose(r["fraction"], 1.0)}
-        res = A.decomposition_plot([{"target": r["target"], **r["extra"]} for r in rel],
-                                   {t: v for t, v in probe.items() if v is not None})
-        res = replace(res, name=f"decomposition_{enc}")
-        res.write(d)
-        _close(res)
-        md += [f"### {enc}", "", f"![decomposition {enc}](decomposition_{enc}.png)", "",
-               md_table(res.rows, ["target", "reweighted_reference_loss", "label_mismatch",
-                                   "lipschitz_x_w1", "bound", "transfer_loss", "gap",
-                                   "bound_holds"]), ""]
+        md += _decomposition(rows, d, enc)
     md += ["### Did the bound hold? (every cell at fraction 1.0)", "",
            f"bound >= transfer loss in {len(held) - summary['bound_violations']} of "
            f"{len(held)} cells.", "", md_table(bc), ""]
@@ -185,14 +194,42 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
            "head far above tau (the learned feature map A is close to singular; the "
            "engine warns about it); the column counts cells with Lipschitz > 10 tau.",
            "", md_table(vac), ""]
+    return md
 
-    # -- correlation ------------------------------------------------------------------
-    md += ["## 2. Correlation with transferability (paper Fig. 4a)", "",
-           "Pearson and Spearman over all (encoder, target) cells, 95% bootstrap "
-           "percentile CIs (1000 resamples of the pairs). Estimators see all target "
-           "training rows (fraction 1.0); the truth is the mean over seeds. For "
-           "lower-is-better estimators (task_relatedness, otce, pactran) a *negative* "
-           "correlation is agreement.", ""]
+
+def _decomposition(rows: Sequence[Mapping[str, Any]], d: Path, enc: str) -> list[str]:
+    """One encoder's decomposition at fraction 1.0 and its lowest seed."""
+    from . import analysis as A
+
+    rel = [r for r in rows if r["estimator"] == "task_relatedness"
+           and r["encoder"] == enc and math.isclose(r["fraction"], 1.0)
+           and r["value"] is not None]
+    if not rel:
+        return []
+    s0 = min(r["seed"] for r in rel)
+    rel = [r for r in rel if r["seed"] == s0]
+    probe = {r["target"]: (r["extra"] or {}).get("loss") for r in rows
+             if r["estimator"] == "linear_probe" and r["encoder"] == enc
+             and r["seed"] == s0 and math.isclose(r["fraction"], 1.0)}
+    res = A.decomposition_plot([{"target": r["target"], **r["extra"]} for r in rel],
+                               {t: v for t, v in probe.items() if v is not None})
+    res = replace(res, name=f"decomposition_{enc}")
+    res.write(d)
+    return [f"### {enc}", "", f"![decomposition {enc}](decomposition_{enc}.png)", "",
+            md_table(res.rows, ["target", "reweighted_reference_loss", "label_mismatch",
+                                "lipschitz_x_w1", "bound", "transfer_loss", "gap",
+                                "bound_holds"]), ""]
+
+
+def _correlation_section(rows: Sequence[Mapping[str, Any]], d: Path,
+                         truths: Sequence[str], summary: dict[str, Any]) -> list[str]:
+    """Section 2: every estimator against each truth (``correlations.csv``)."""
+    md = ["## 2. Correlation with transferability (paper Fig. 4a)", "",
+          "Pearson and Spearman over all (encoder, target) cells, 95% bootstrap "
+          "percentile CIs (1000 resamples of the pairs). Estimators see all target "
+          "training rows (fraction 1.0); the truth is the mean over seeds. For "
+          "lower-is-better estimators (task_relatedness, otce, pactran) a *negative* "
+          "correlation is agreement.", ""]
     corr_all = []
     for truth in truths:
         corr = _correlations(rows, d, truth, 1.0)
@@ -203,16 +240,21 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
         png = d / f"correlation_task_relatedness_{truth}_f1" / "correlation.png"
         if png.is_file():
             md += [f"![task-relatedness vs {truth}]({png.relative_to(d)})", ""]
-    atomic_write_text(d / "correlations.csv", _csv(corr_all))
+    atomic_write_text(d / "correlations.csv", csv_text(corr_all, line_ending="\r\n"))
     summary["correlations"] = corr_all
+    return md
 
-    # -- few-label sweep --------------------------------------------------------------
-    fracs = sorted({r["fraction"] for r in rows if r["estimator"] not in _TRUTHS})
-    md += ["## 3. Few-label sweep (paper Fig. 5)", "",
-           f"Spearman correlation, over (encoder, target) cells, of each estimator "
-           f"computed on a fraction {fracs} of the target training rows with the truth "
-           "measured on all of them; sign flipped for lower-is-better estimators, so "
-           "positive = agrees. Mean and std over seeds.", ""]
+
+def _sweep_section(rows: Sequence[Mapping[str, Any]], d: Path, truths: Sequence[str],
+                   fracs: Sequence[float], summary: dict[str, Any]) -> list[str]:
+    """Section 3: the few-label sweep per truth (``sweep_<truth>.*``)."""
+    from . import analysis as A
+
+    md = ["## 3. Few-label sweep (paper Fig. 5)", "",
+          f"Spearman correlation, over (encoder, target) cells, of each estimator "
+          f"computed on a fraction {list(fracs)} of the target training rows with the "
+          "truth measured on all of them; sign flipped for lower-is-better estimators, "
+          "so positive = agrees. Mean and std over seeds.", ""]
     summary["sweep"] = {}
     for truth in truths:
         try:
@@ -222,18 +264,24 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
             continue
         sw = replace(sw, name=f"sweep_{truth}")
         sw.write(d)
-        _close(sw)
         summary["sweep"][truth] = sw.rows
         md += [f"### truth: {truth}", "", f"![sweep {truth}](sweep_{truth}.png)", "",
                _pivot(sw.rows, "estimator", "fraction", "mean"), ""]
+    return md
 
-    # -- zoo --------------------------------------------------------------------------
-    md += ["## 4. Model-zoo selection", "",
-           "Per target, each estimator picks the encoder it ranks best; regret = best "
-           "truth accuracy - the pick's truth accuracy. Weighted tau conventions: "
-           "`weighted_tau_both` = scipy.stats.weightedtau(score, truth) with defaults "
-           "(SFDA evaluation code); `weighted_tau_by_truth` = weightedtau(truth, score, "
-           "rank=None) (Model-Spider code).", ""]
+
+def _zoo_section(rows: Sequence[Mapping[str, Any]], d: Path, truths: Sequence[str],
+                 fracs: Sequence[float], encs: Sequence[str], summary: dict[str, Any]
+                 ) -> list[str]:
+    """Section 4: model-zoo selection per truth and fraction (``zoo_<truth>_f<f>.*``)."""
+    from . import analysis as A
+
+    md = ["## 4. Model-zoo selection", "",
+          "Per target, each estimator picks the encoder it ranks best; regret = best "
+          "truth accuracy - the pick's truth accuracy. Weighted tau conventions: "
+          "`weighted_tau_both` = scipy.stats.weightedtau(score, truth) with defaults "
+          "(SFDA evaluation code); `weighted_tau_by_truth` = weightedtau(truth, score, "
+          "rank=None) (Model-Spider code).", ""]
     summary["zoo"] = {}
     if len(encs) < 2:
         md += ["_Only one encoder: no zoo to select from._", ""]
@@ -247,7 +295,6 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
             name = f"zoo_{truth}_f{fr:g}"
             zoo = replace(zoo, name=name)
             zoo.write(d)
-            _close(zoo)
             by = zoo.summary.get("by_estimator", {})
             table = [{"estimator": k, **v} for k, v in by.items()]
             summary["zoo"][f"{truth}@{fr:g}"] = by
@@ -257,45 +304,52 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
                                     "mean_weighted_tau_both",
                                     "mean_weighted_tau_by_truth"]), "",
                    f"Per target: `{name}.csv`.", ""]
+    return md
 
-    # -- cost -------------------------------------------------------------------------
+
+def _cost_section(rows: Sequence[Mapping[str, Any]], d: Path) -> list[str]:
+    """Section 5: seconds per cell (``cost.*``)."""
+    from . import analysis as A
+
     cost = A.cost_table(rows)
     cost.write(d)
-    _close(cost)
-    md += ["## 5. Cost", "", "Seconds per cell (feature extraction is cached and not "
-           "included after the first cell of an (encoder, task) pair).", "",
-           md_table(cost.rows), ""]
+    return ["## 5. Cost", "", "Seconds per cell (feature extraction is cached and not "
+            "included after the first cell of an (encoder, task) pair).", "",
+            md_table(cost.rows), ""]
 
-    # -- reference fine-tuning ----------------------------------------------------------
-    md += ["## 6. Reference fine-tuning (paper Fig. 4b)", ""]
+
+def _reference_finetune_section(config: Any, d: Path,
+                                rf: Sequence[Mapping[str, Any]] | None,
+                                error: str | None, summary: dict[str, Any]
+                                ) -> list[str]:
+    """Section 6: paper Fig. 4b from precomputed rows (``reference_finetune.*``)."""
+    md = ["## 6. Reference fine-tuning (paper Fig. 4b)", ""]
     rf_enc = config.options.get("reference_finetune")
     if not rf_enc:
-        md += ["_Not run: set `options.reference_finetune = \"<image encoder>\"` in the "
-               "config._", ""]
-    else:
-        from .reproduce import reference_finetune
+        return md + ["_Not run: set `options.reference_finetune = \"<image encoder>\"` "
+                     "in the config._", ""]
+    if error is not None:
+        md += [f"_Failed: {error}_", ""]
+    if not rf:
+        return md
+    atomic_write_text(d / "reference_finetune.csv", csv_text(rf, line_ending="\r\n"))
+    _reference_finetune_png(rf, d / "reference_finetune.png")
+    pairs = _rf_pairs(rf)
+    summary["reference_finetune"] = pairs
+    return md + [
+        f"`{rf_enc}` fine-tuned end to end on the reference (its reference test "
+        f"accuracy: {rf[0]['reference_finetune_accuracy']:.3f}); per target the "
+        "bound and the probe's transfer loss (all target training rows, same tau "
+        "rule) before and after. The paper's claim: every related target "
+        "improves (both drop).", "",
+        "![reference fine-tuning](reference_finetune.png)", "",
+        md_table(pairs), ""]
 
-        try:
-            rf = reference_finetune(config, rf_enc)
-        except Exception as exc:  # noqa: BLE001 - the report says what failed
-            md += [f"_Failed: {type(exc).__name__}: {exc}_", ""]
-            rf = []
-        if rf:
-            atomic_write_text(d / "reference_finetune.csv", _csv(rf))
-            _reference_finetune_png(rf, d / "reference_finetune.png")
-            pairs = _rf_pairs(rf)
-            summary["reference_finetune"] = pairs
-            md += [f"`{rf_enc}` fine-tuned end to end on the reference (its reference test "
-                   f"accuracy: {rf[0]['reference_finetune_accuracy']:.3f}); per target the "
-                   "bound and the probe's transfer loss (all target training rows, same tau "
-                   "rule) before and after. The paper's claim: every related target "
-                   "improves (both drop).", "",
-                   "![reference fine-tuning](reference_finetune.png)", "",
-                   md_table(pairs), ""]
 
-    # -- headline -----------------------------------------------------------------------
+def _headline(summary: Mapping[str, Any]) -> list[str]:
+    """The headline bullets: task-relatedness's correlations and zoo picks, the bound."""
     head = []
-    for c in corr_all:
+    for c in summary["correlations"]:
         if c["estimator"] == "task_relatedness" and "pearson" in c:
             head.append(f"- task_relatedness vs {c['truth']} accuracy over {c['n']} cells: "
                         f"Pearson {c['pearson']:.3f} {_fmt(c.get('pearson_ci'))}, "
@@ -308,13 +362,16 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
             head.append(f"- zoo selection ({key}): task_relatedness mean regret "
                         f"{z['mean_regret']:.3f}, top-1 {z['top1_hit_rate']:.2f}; lowest "
                         f"mean regret: {best[0]} ({best[1]['mean_regret']:.3f}).")
-    head.append(f"- bound >= transfer loss in {len(held) - summary['bound_violations']} of "
-                f"{len(held)} cells.")
-    md[headline_at:headline_at] = head + [""]
+    n = summary["bound_cells"]
+    head.append(f"- bound >= transfer loss in {n - summary['bound_violations']} of "
+                f"{n} cells.")
+    return head
 
-    # -- config, deviations, versions, runtime --------------------------------------------
-    md += ["## Deviations from the paper", "", *_deviations(config), "",
-           "## Run", ""]
+
+def _run_section(rows: Sequence[Mapping[str, Any]], grid: Any, seconds: float | None,
+                 t0: float, summary: dict[str, Any]) -> list[str]:
+    """The run: cells computed and failed, cells without a value, wall time."""
+    md: list[str] = []
     if grid is not None:
         md += [f"- cells: {grid.total} ({grid.computed} computed now, {grid.skipped} "
                f"from the store, {len(grid.failed)} failed)"]
@@ -323,7 +380,7 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
         summary["failed"] = [[str(c), m] for c, m in grid.failed]
     na = [r for r in rows if r["value"] is None]
     if na:
-        why = defaultdict(int)
+        why: dict[tuple[str, str], int] = defaultdict(int)
         for r in na:
             why[(r["estimator"], (r["extra"] or {}).get("not_applicable", "no value"))] += 1
         md += [f"- cells without a value: {len(na)} ("
@@ -336,21 +393,22 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     md.append(f"- summed cell seconds in the store: {cell_secs:.0f} s")
     stamps = sorted(str(r["timestamp"]) for r in rows if r.get("timestamp"))
     if stamps:
-        from datetime import datetime
-
         span = (datetime.fromisoformat(stamps[-1])
                 - datetime.fromisoformat(stamps[0])).total_seconds()
         md.append(f"- rows written from {stamps[0]} to {stamps[-1]} ({span / 60:.1f} min; "
                   "the first cell's feature extraction comes before the first row)")
         summary["store_span_seconds"] = span
-    md += ["", "### Package versions", "", "```",
-           json.dumps(dict(versions or {}), indent=1), "```", "",
-           "### Exact config", "", "```json",
-           json.dumps(_config_dict(config), indent=1), "```", ""]
+    return md
+
+
+def _provenance_section(config: Any, versions: Mapping[str, Any] | None,
+                        summary: dict[str, Any]) -> list[str]:
+    """Package versions and the exact config."""
     summary["versions"] = dict(versions or {})
-    atomic_write_text(d / "report.md", "\n".join(md))
-    atomic_write_json(d / "summary.json", _clean(summary))
-    return summary
+    return ["", "### Package versions", "", "```",
+            json.dumps(dict(versions or {}), indent=1), "```", "",
+            "### Exact config", "", "```json",
+            json.dumps(_config_dict(config), indent=1), "```", ""]
 
 
 def _rf_pairs(rf: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -466,27 +524,3 @@ def _pivot(rows: Sequence[Mapping[str, Any]], r_key: str, c_key: str, v_key: str
     for k, vals in by.items():
         lines.append(f"| {k} | " + " | ".join(vals.get(c, "-") for c in cols) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _close(res: Any) -> None:
-    """Analysis figures are plain ``Figure`` objects (no pyplot): nothing to close."""
-
-
-def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    import csv
-    import io
-
-    if not rows:
-        return ""
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols)
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                    for k, v in r.items()})
-    return buf.getvalue()
-
-

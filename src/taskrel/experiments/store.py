@@ -24,24 +24,21 @@ Examples
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import io
 import json
 import math
 import os
-import platform
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import astuple, dataclass, fields
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .._internal import versions
+from .._internal.serialize import atomic_write_text, csv_text, to_jsonable
 from ..exceptions import TaskrelInputError
-from ..io import atomic_write_text
 
-__all__ = ["Cell", "ResultsStore", "COLUMNS", "package_versions"]
+__all__ = ["Cell", "ResultsStore", "COLUMNS", "package_versions", "export_rows"]
 
 #: The key columns, in order.
 KEY_COLUMNS = ("encoder", "reference", "target", "fraction", "seed", "estimator")
@@ -101,15 +98,9 @@ class Cell:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of the packages that shape the numbers."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and of the installed packages that shape the numbers."""
+    return versions.package_versions(_PACKAGES, skip_missing=True)
 
 
 def _as_cell(key: Any) -> Cell:
@@ -278,13 +269,12 @@ class ResultsStore:
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"object of type {type(o).__name__} is not JSON serializable")
+    """What ``json.dumps`` cannot write itself: numpy arrays (whole) and scalars,
+    through :func:`taskrel._internal.serialize.to_jsonable`."""
+    out = to_jsonable(o)
+    if out is o:
+        raise TypeError(f"object of type {type(o).__name__} is not JSON serializable")
+    return out
 
 
 def _flat(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -304,11 +294,7 @@ def export_rows(rows: list[Mapping[str, Any]], path: str | os.PathLike[str]) -> 
     suffix = p.suffix.lower()
     flat = _flat(rows)
     if suffix == ".csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
-        w.writeheader()
-        w.writerows({k: r.get(k) for k in COLUMNS} for r in flat)
-        atomic_write_text(p, buf.getvalue())
+        atomic_write_text(p, csv_text(flat, COLUMNS))
     elif suffix in (".parquet", ".pq"):
         try:
             import pyarrow as pa

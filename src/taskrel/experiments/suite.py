@@ -438,16 +438,7 @@ def run_grid(
         raise TaskrelInputError(f"`store` must be a ResultsStore; got {type(store).__name__}")
     if not callable(cell_fn):
         raise TaskrelInputError(f"`cell_fn` must be callable; got {type(cell_fn).__name__}")
-    if isinstance(config_or_cells, ExperimentConfig):
-        cells = expand_grid(config_or_cells)
-    else:
-        cells = list(config_or_cells)
-        bad = [c for c in cells if not isinstance(c, Cell)]
-        if bad:
-            raise TaskrelInputError(
-                f"`config_or_cells` must be an ExperimentConfig or Cells; got {bad[0]!r}"
-            )
-        cells = list(dict.fromkeys(cells))
+    cells = _grid_cells(config_or_cells)
     ex = (get_executor(executor, **dict(executor_options or {}))
           if isinstance(executor, str) else executor)
     if not hasattr(ex, "imap_unordered"):
@@ -457,10 +448,41 @@ def run_grid(
     t0 = time.perf_counter()
     done = store.keys()
     todo = [c for c in cells if c not in done]
-    failed: list[tuple[Cell, str]] = []
-    computed = 0
+    computed, failed = _compute(ex, cell_fn, todo, store, progress)
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(todo)} cells failed (not written; a rerun retries "
+            f"them); first: {failed[0][0]}: {failed[0][1]}",
+            RuntimeWarning, stacklevel=2,
+        )
+    return GridReport(
+        total=len(cells), skipped=len(cells) - len(todo), computed=computed,
+        failed=tuple(failed), seconds=time.perf_counter() - t0,
+    )
+
+
+def _grid_cells(config_or_cells: ExperimentConfig | Iterable[Cell]) -> list[Cell]:
+    """The grid's cells: a config expanded, or the given cells checked and deduplicated."""
+    if isinstance(config_or_cells, ExperimentConfig):
+        return expand_grid(config_or_cells)
+    cells = list(config_or_cells)
+    bad = [c for c in cells if not isinstance(c, Cell)]
+    if bad:
+        raise TaskrelInputError(
+            f"`config_or_cells` must be an ExperimentConfig or Cells; got {bad[0]!r}"
+        )
+    return list(dict.fromkeys(cells))
+
+
+def _compute(ex: Any, cell_fn: Callable[[Cell], Any], todo: Sequence[Cell],
+             store: ResultsStore, progress: bool
+             ) -> tuple[int, list[tuple[Cell, str]]]:
+    """Run ``todo`` on ``ex`` and write each result as it arrives; the number written
+    and the failures (a cell that raised, or whose result the store refused)."""
     from tqdm.auto import tqdm
 
+    failed: list[tuple[Cell, str]] = []
+    computed = 0
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress,
               dynamic_ncols=True) as bar:
         for cell, res in ex.imap_unordered(_Timed(cell_fn), todo):
@@ -477,16 +499,7 @@ def run_grid(
                 failed.append((cell, f"{type(exc).__name__}: {exc}"))
                 continue
             computed += 1
-    if failed:
-        warnings.warn(
-            f"{len(failed)} of {len(todo)} cells failed (not written; a rerun retries "
-            f"them); first: {failed[0][0]}: {failed[0][1]}",
-            RuntimeWarning, stacklevel=2,
-        )
-    return GridReport(
-        total=len(cells), skipped=len(cells) - len(todo), computed=computed,
-        failed=tuple(failed), seconds=time.perf_counter() - t0,
-    )
+    return computed, failed
 
 
 def subset_cells(cells: Sequence[Cell], **where: Any) -> list[Cell]:

@@ -145,6 +145,13 @@ class Encoder:
     def preprocess(self, images: Any) -> Any:
         raise TaskrelInputError(f"encoder {self.name!r} has no image preprocessing")
 
+    @property
+    def wrapped_model(self) -> Any:
+        """The third-party model this encoder wraps (a ``SentenceTransformer``, a
+        ``transformers`` model), or None. Fine-tuning a text encoder needs it (its
+        tokenizer and forward pass); image encoders give :meth:`torch_module`."""
+        return getattr(self, "_model", None)
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, modality={self.modality!r}, "
                 f"dim={self.dim}, has_source_head={self.has_source_head})")

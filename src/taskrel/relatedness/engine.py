@@ -25,9 +25,8 @@ from .config import RelatednessConfig
 from .pipeline import relate_target
 from .reference import check_head, fit_reference
 from .splits import check_task_pair, prepare_reference, prepare_target
-from .splits import split_task as split_task  # TODO(merge): import from the package
 
-__all__ = ["task_relatedness", "CONFIG_FIELDS", "split_task"]
+__all__ = ["task_relatedness", "CONFIG_FIELDS"]
 
 #: The arguments of :func:`task_relatedness` that are settings (not data).
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RelatednessConfig) if f.init)

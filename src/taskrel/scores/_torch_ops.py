@@ -13,42 +13,11 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .._internal.devices import resolve_device
-from ..exceptions import TaskrelInputError
+from .._internal.devices import check_device as check_device
 from ._common import gram as _np_gram
 
 #: Largest one-hot block (rows x classes) formed at once by :func:`class_sums`.
 _ONEHOT_ELEMS = 1 << 24
-_DEVICE_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N' (a str or torch.device)"
-
-
-def check_device(device: Any) -> torch.device:
-    """Validate ``device`` and return the torch device it names.
-
-    ``"auto"`` is CUDA when torch sees a GPU, else the CPU (silently). ``"cuda"``,
-    ``"cuda:N"`` or a CUDA ``torch.device`` on a machine without one is an error.
-    """
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise TaskrelInputError(f"`device` must be {_DEVICE_HELP}; got {device!r}")
-    if device in ("auto", "cpu", "cuda"):
-        return resolve_device(device)
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise TaskrelInputError(f"`device` must be {_DEVICE_HELP}; got {device!r}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TaskrelInputError(f"`device` is {device!r} but torch sees no CUDA "
-                                    "GPU; use 'cpu' or 'auto'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise TaskrelInputError(
-                f"`device` is {device!r} but torch sees {torch.cuda.device_count()} "
-                "CUDA GPU(s)")
-    return dev
 
 
 def to_tensor(a: NDArray[Any], device: torch.device,

@@ -1,0 +1,290 @@
+"""What the cells of a suite read: datasets, encoders and extracted tasks.
+
+Everything here is cached per process, keyed by what it depends on, so that the
+hundreds of cells of one (encoder, target) pair load the features and fit the
+reference PCA once:
+
+- :func:`suite_dataset` builds a config's :class:`~taskrel.experiments.DatasetSpec`;
+- :func:`suite_encoder` loads an encoder with the config's options (the small CNN is
+  trained on the reference first, once: :func:`smallcnn_path`);
+- :func:`unit_task` extracts one ``(encoder, task, split)`` feature set through
+  :func:`taskrel.features.extract.extract_task` (features cached on disk);
+  ``options.max_reference`` / ``max_target`` / ``max_test`` cap the rows;
+- :func:`cell_tasks` gives a cell's reference, target-train and target-test tasks,
+  projected on the reference's top ``options.feature_dim`` principal directions;
+- :func:`fraction_rows` and :func:`drop_single_row_classes` pick the target training
+  rows a cell's estimators see; :func:`raw_rows` the raw inputs fine-tuning sees.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import TaskrelInputError
+from .store import Cell
+from .suite import DatasetSpec, ExperimentConfig
+
+__all__ = ["fraction_rows", "drop_single_row_classes", "suite_device", "suite_dataset",
+           "smallcnn_path", "suite_encoder", "unit_task", "cell_tasks", "pca", "raw_rows"]
+
+
+# ---------------------------------------------------------------------------------
+# subsampling
+# ---------------------------------------------------------------------------------
+def fraction_rows(labels: Any, fraction: float, seed: int, *, min_per_class: int = 5
+                  ) -> np.ndarray:
+    """Indices of a seeded, stratified ``fraction`` of the rows (sorted).
+
+    Every class keeps ``max(min_per_class, round(fraction * n_c))`` rows (all of
+    them when it has fewer). The default floor of 5 leaves every class at least one
+    row in task-relatedness's internal 80/20 split of the target's training rows.
+
+    Examples
+    --------
+    >>> y = np.repeat([0, 1, 2], [100, 30, 4])
+    >>> idx = fraction_rows(y, 0.1, seed=0)
+    >>> np.bincount(y[idx]).tolist()
+    [10, 5, 4]
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.size == 0:
+        raise TaskrelInputError(f"`labels` must be a non-empty 1-d array; got shape {y.shape}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction <= 1:
+        raise TaskrelInputError(f"`fraction` must be a number in (0, 1]; got {fraction!r}")
+    if fraction >= 1:
+        return np.arange(y.size)
+    rng = np.random.default_rng([int(seed), 7919])
+    keep = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(idx.size, max(min_per_class, int(round(fraction * idx.size))))
+        keep.append(rng.choice(idx, size=k, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def drop_single_row_classes(labels: Any, rows: Any) -> tuple[np.ndarray, list[Any]]:
+    """``rows`` less those of classes that have a single row among them, and those
+    classes (sorted). A class with one training row cannot be split into fit and
+    held-out rows or have a covariance (Reuters R52 has such classes), so every
+    estimator and the probe of a cell see it dropped (``extra`` records it).
+
+    Examples
+    --------
+    >>> drop_single_row_classes(np.array([0, 0, 1, 2, 2]), np.arange(5))
+    (array([0, 1, 3, 4]), [1])
+    """
+    y = np.asarray(labels)
+    rows = np.asarray(rows)
+    counts = collections.Counter(y[rows].tolist())
+    single = sorted(c for c, n in counts.items() if n < 2)
+    if single:
+        rows = rows[np.isin(y[rows], single, invert=True)]
+    return rows, single
+
+
+# ---------------------------------------------------------------------------------
+# datasets and encoders (cached per process)
+# ---------------------------------------------------------------------------------
+def suite_device(config: ExperimentConfig) -> str:
+    """``options.device`` (default ``"auto"``)."""
+    return str(config.options.get("device", "auto"))
+
+
+def _spec_key(spec: DatasetSpec) -> str:
+    return json.dumps(spec.to_dict(), sort_keys=True)
+
+
+def suite_dataset(spec: DatasetSpec) -> Any:
+    """The dataset ``spec`` names (loaded with seed 0; cached per process)."""
+    return _dataset(_spec_key(spec))
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(spec_json: str) -> Any:
+    d = json.loads(spec_json)
+    spec = DatasetSpec(d["name"], d["dataset"],
+                       tuple(d["classes"]) if "classes" in d else None,
+                       tuple(d["relabel"]) if "relabel" in d else None,
+                       _fix_transform(d.get("transform")), d.get("subsample"))
+    return spec.load(seed=0)
+
+
+def _fix_transform(t: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``transform_images`` takes a strength in [0, 1] (rotate: 180*s degrees); a
+    config that says ``rotate`` with strength > 1 means degrees."""
+    if t is None:
+        return None
+    t = dict(t)
+    s = float(t["strength"])
+    if t["kind"] == "rotate" and s > 1:
+        t["strength"] = s / 180.0
+    elif s > 1 or s < 0:
+        raise TaskrelInputError(
+            f"`transform.strength` must be in [0, 1] for {t['kind']!r}; got {s}")
+    return t
+
+
+def smallcnn_path(config: ExperimentConfig) -> str:
+    """Train the small CNN on the reference once; cache it by reference and budget."""
+    from ..features.datasets import subsample
+    from ..features.encoders import train_small_cnn
+    from ..features.extract import default_cache_dir
+
+    epochs = int(config.options.get("smallcnn_epochs", 3))
+    n_ref = config.options.get("max_reference", None)
+    key = json.dumps([_spec_key(config.reference), epochs, n_ref], sort_keys=True)
+    h = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = default_cache_dir() / "smallcnn" / f"{config.reference.name}-{h}.pt"
+    if not path.is_file():
+        ds = suite_dataset(config.reference)
+        if n_ref is not None and n_ref < len(ds.y_train):
+            ds = subsample(ds, per_class=max(2, int(n_ref) // ds.n_classes), seed=0,
+                           split="train")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        train_small_cnn(ds, epochs=epochs, seed=0, out=path, device=suite_device(config),
+                        progress=False)
+    return str(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _encoder_cached(name: str, opts_json: str, device: str) -> Any:
+    from ..features.encoders import load_encoder
+
+    return load_encoder(name, device=device, **json.loads(opts_json))
+
+
+def suite_encoder(config: ExperimentConfig, name: str) -> Any:
+    """The encoder ``name`` with the config's options (image size, token budget);
+    ``smallcnn`` is the small CNN trained on the reference (cached per process)."""
+    opts: dict[str, Any] = {}
+    ft = config.finetune
+    if name == "smallcnn":
+        name = "smallcnn:" + smallcnn_path(config)
+    elif name.startswith("effnet_lite"):
+        if "image_size" in ft:
+            opts["image_size"] = int(ft["image_size"])
+    elif name in ("minilm",) and "max_tokens" in ft:
+        opts["max_seq_length"] = int(ft["max_tokens"])
+    return _encoder_cached(name, json.dumps(opts, sort_keys=True), suite_device(config))
+
+
+# ---------------------------------------------------------------------------------
+# extracted and projected tasks
+# ---------------------------------------------------------------------------------
+def unit_task(config: ExperimentConfig, unit: tuple[str, str, str]) -> Any:
+    """The extracted task of an ``(encoder, task name, split)`` unit: the reference's
+    train+test (split ``"both"``, ``max_reference`` rows) or a target's train or test
+    split (``max_target`` / ``max_test`` rows)."""
+    from ..features.extract import extract_task
+
+    enc, name, split = unit
+    if split == "both":
+        spec, limit = config.reference, config.options.get("max_reference", None)
+    else:
+        spec = config.target(name)
+        limit = config.options.get("max_target" if split == "train" else "max_test",
+                                   None)
+    return extract_task(suite_encoder(config, enc), suite_dataset(spec), split=split,
+                        limit=limit, progress=False, device=suite_device(config))
+
+
+# Projected tasks of recent (encoder, target) pairs, so that the hundreds of cells of one
+# pair load the cached features and fit the reference PCA once per process, not per cell
+# (that was 1.7 of a LogME cell's 1.8 s). Keyed by everything the tasks depend on.
+_TASKS_CACHE: collections.OrderedDict[str, tuple[Any, Any, Any]] = collections.OrderedDict()
+_TASKS_CACHE_SIZE = 6
+
+
+def _reference_key(config: ExperimentConfig, encoder: str) -> str:
+    """Everything the projected reference features depend on."""
+    opts = {k: config.options.get(k) for k in
+            ("max_reference", "feature_dim", "device", "smallcnn_epochs")}
+    ft = {k: config.finetune.get(k) for k in ("image_size", "max_tokens")}
+    return json.dumps([encoder, config.reference.to_dict(), opts, ft], sort_keys=True)
+
+
+def _tasks_key(config: ExperimentConfig, cell: Cell) -> str:
+    """:func:`_reference_key` plus what the target's tasks depend on."""
+    return json.dumps([_reference_key(config, cell.encoder),
+                       config.target(cell.target).to_dict(),
+                       config.options.get("max_target"), config.options.get("max_test")],
+                      sort_keys=True)
+
+
+def cell_tasks(config: ExperimentConfig, cell: Cell) -> tuple[Any, Any, Any]:
+    """(reference train+test, target train, target test) tasks of a cell, projected on
+    the reference's top ``feature_dim`` principal directions when that option is set."""
+    key = _tasks_key(config, cell)
+    hit = _TASKS_CACHE.get(key)
+    if hit is not None:
+        _TASKS_CACHE.move_to_end(key)
+        return hit
+    ref, tgt, test = (unit_task(config, u) for u in (
+        (cell.encoder, config.reference.name, "both"), (cell.encoder, cell.target, "train"),
+        (cell.encoder, cell.target, "test")))
+    k = config.options.get("feature_dim", None)
+    if k is not None and int(k) < ref.features.shape[1]:
+        mean, comps = _reference_pca(config, cell.encoder, ref.features, int(k))
+        ref, tgt, test = (_project(t, mean, comps) for t in (ref, tgt, test))
+    _TASKS_CACHE[key] = (ref, tgt, test)
+    while len(_TASKS_CACHE) > _TASKS_CACHE_SIZE:
+        _TASKS_CACHE.popitem(last=False)
+    return ref, tgt, test
+
+
+_PCA_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _reference_pca(config: ExperimentConfig, encoder: str, X: Any, k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pca` of the reference features, once per :func:`_reference_key`."""
+    key = _reference_key(config, encoder)
+    if key not in _PCA_CACHE:
+        if len(_PCA_CACHE) >= 8:
+            _PCA_CACHE.pop(next(iter(_PCA_CACHE)))
+        _PCA_CACHE[key] = pca(X, k)
+    return _PCA_CACHE[key]
+
+
+def pca(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and top-``k`` principal directions (d x k) of the *reference* features."""
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    return mean, vt[:k].T
+
+
+def _project(task: Any, mean: np.ndarray, comps: np.ndarray) -> Any:
+    f = (np.asarray(task.features, np.float64) - mean) @ comps
+    tf = None if task.test_features is None else \
+        (np.asarray(task.test_features, np.float64) - mean) @ comps
+    return replace(task, features=f, test_features=tf)
+
+
+# ---------------------------------------------------------------------------------
+# raw inputs (for fine-tuning)
+# ---------------------------------------------------------------------------------
+def raw_rows(ds: Any, max_train: int | None, max_test: int | None
+             ) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+    """``(x_train, y_train, x_test, y_test)`` of a dataset, capped to the same rows
+    as its extracted features (:func:`taskrel._internal.sampling.limited_rows`).
+    Inputs stay arrays (images) or lists (texts)."""
+    from .._internal.sampling import limited_rows
+
+    tr = limited_rows(len(ds.y_train), max_train)
+    te = limited_rows(len(ds.y_test), max_test)
+    return (_take(ds.x_train, tr), np.asarray(ds.y_train)[tr], _take(ds.x_test, te),
+            np.asarray(ds.y_test)[te])
+
+
+def _take(x: Any, idx: Any) -> Any:
+    return x[idx] if isinstance(x, np.ndarray) else [x[i] for i in idx]
