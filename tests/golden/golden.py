@@ -232,7 +232,9 @@ def run_tiny_suite(workdir: Path) -> dict[str, Any]:
     import os
 
     from taskrel.cli import main
+    from taskrel.experiments.inputs import clear_caches
 
+    clear_caches()  # nothing computed earlier in this process under other threads
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "goldendigits.toml"
     cfg.write_text(TINY_SUITE)

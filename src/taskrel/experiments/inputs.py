@@ -33,7 +33,8 @@ from .store import Cell
 from .suite import DatasetSpec, ExperimentConfig
 
 __all__ = ["fraction_rows", "drop_single_row_classes", "suite_device", "suite_dataset",
-           "smallcnn_path", "suite_encoder", "unit_task", "cell_tasks", "pca", "raw_rows"]
+           "smallcnn_path", "suite_encoder", "unit_task", "cell_tasks", "pca", "raw_rows",
+           "clear_caches"]
 
 
 # ---------------------------------------------------------------------------------
@@ -253,6 +254,19 @@ def _reference_pca(config: ExperimentConfig, encoder: str, X: Any, k: int
             _PCA_CACHE.pop(next(iter(_PCA_CACHE)))
         _PCA_CACHE[key] = pca(X, k)
     return _PCA_CACHE[key]
+
+
+def clear_caches() -> None:
+    """Forget every per-process cache of this module (datasets, encoders, projected
+    tasks, reference PCAs): the next cells recompute them from the disk cache.
+
+    Values computed under other thread settings (BLAS sums in another order) then
+    cannot leak into a run that pins them.
+    """
+    _dataset.cache_clear()
+    _encoder_cached.cache_clear()
+    _TASKS_CACHE.clear()
+    _PCA_CACHE.clear()
 
 
 def pca(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
