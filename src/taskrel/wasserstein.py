@@ -320,6 +320,23 @@ def _check_solver_args(n_batches: Any, epsilon: Any, batch_size: Any, device: st
     return n_batches, epsilon, batch_size, resolve_device(device)
 
 
+def _plan(m: str, pair_sizes: list[tuple[int, int]], batch_size: int | None,
+          dev: torch.device) -> tuple[str, int | None, bool]:
+    """The estimator (``"auto"`` resolved), its batch size, and whether it subsamples."""
+    m = _resolve_method(m, pair_sizes, batch_size, dev)
+    if m == "minibatch" and batch_size is None:
+        batch_size = DEFAULT_BATCH
+    return m, batch_size, m == "minibatch" or (m == "sinkhorn" and batch_size is not None)
+
+
+def _settings(m: str, sampled: bool, batch_size: int | None, n_batches: int,
+              epsilon: float, dev: torch.device, seed: int) -> dict[str, Any]:
+    """``W1Estimate.settings``: what ran, with the settings that did not apply as None."""
+    return {"batch_size": batch_size if sampled else None,
+            "n_batches": n_batches, "epsilon": epsilon if m == "sinkhorn" else None,
+            "device": str(dev) if m == "sinkhorn" else "cpu", "seed": seed}
+
+
 def class_conditional_w1(
     ref_X: ArrayLike,
     ref_y: ArrayLike,
@@ -386,6 +403,39 @@ def class_conditional_w1(
     5.0
     """
     m = check_choice(method, "method", METHODS)
+    ref_X, tgt_X, ref_rows, tgt_rows, tgt_classes, w = _check_labelled_pair(
+        ref_X, ref_y, tgt_X, tgt_y, class_weights)
+    n_batches, epsilon, batch_size, dev = _check_solver_args(
+        n_batches, epsilon, batch_size, device)
+    seed = int(check_positive(seed, "seed", integer=True, allow_zero=True))
+    m, batch_size, sampled = _plan(
+        m, [(r.size, t.size) for r, t in zip(ref_rows, tgt_rows)], batch_size, dev)
+    B = n_batches if sampled else 1
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    vals = np.zeros((B, tgt_classes.size))
+    n_used = 0
+    it = range(tgt_classes.size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"W1 ({m})", unit="class")
+    for k in it:
+        if w[k] == 0:
+            continue
+        n_used += _solve_class(vals[:, k], m, sampled, ref_X, ref_rows[k], tgt_X,
+                               tgt_rows[k], batch_size, epsilon, dev, rng)
+    return _class_estimate(vals, w, tgt_classes, m, n_used, t0,
+                           _settings(m, sampled, batch_size, B, epsilon, dev, seed))
+
+
+def _check_labelled_pair(ref_X: Any, ref_y: Any, tgt_X: Any, tgt_y: Any,
+                         class_weights: Any) -> tuple[Any, Any, list[NDArray[np.int64]],
+                                                      list[NDArray[np.int64]],
+                                                      NDArray[Any], NDArray[np.float64]]:
+    """Validate :func:`class_conditional_w1`'s data: the feature arrays, each target
+    class's reference and target rows, the sorted target labels and class weights."""
     ref_X, tgt_X = _check_row_pair(ref_X, tgt_X, "ref_X", "tgt_X")
     ref_classes, ref_idx = check_labels(ref_y, "ref_y", min_classes=1, min_per_class=1)
     tgt_classes, tgt_idx = check_labels(tgt_y, "tgt_y", min_classes=1, min_per_class=1)
@@ -401,54 +451,45 @@ def class_conditional_w1(
         w = np.bincount(tgt_idx, minlength=K) / tgt_idx.size
     else:
         w = _check_weights(class_weights, "class_weights", K)
-    n_batches, epsilon, batch_size, dev = _check_solver_args(
-        n_batches, epsilon, batch_size, device)
-    seed = int(check_positive(seed, "seed", integer=True, allow_zero=True))
-
     ref_pos = np.searchsorted(ref_classes, tgt_classes)
     ref_rows = [np.flatnonzero(ref_idx == j) for j in ref_pos]
     tgt_rows = [np.flatnonzero(tgt_idx == k) for k in range(K)]
-    m = _resolve_method(m, [(r.size, t.size) for r, t in zip(ref_rows, tgt_rows)],
-                        batch_size, dev)
-    if m == "minibatch" and batch_size is None:
-        batch_size = DEFAULT_BATCH
-    sampled = m == "minibatch" or (m == "sinkhorn" and batch_size is not None)
-    B = n_batches if sampled else 1
+    return ref_X, tgt_X, ref_rows, tgt_rows, tgt_classes, w
 
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    vals = np.zeros((B, K))
+
+def _solve_class(out: NDArray[np.float64], m: str, sampled: bool, ref_X: Any,
+                 ref_rows: NDArray[np.int64], tgt_X: Any, tgt_rows: NDArray[np.int64],
+                 batch_size: int | None, epsilon: float, dev: torch.device,
+                 rng: np.random.Generator) -> int:
+    """Fill ``out`` (one value per batch) for one class; the rows fed to the solver."""
+    if not sampled:
+        x = _gather(ref_X, ref_rows, "ref_X")
+        y = _gather(tgt_X, tgt_rows, "tgt_X")
+        out[0] = _solve(m, x, y, None, None, epsilon, dev)
+        return x.shape[0] + y.shape[0]
+    solver = m if m == "sinkhorn" else "exact"
+    if batch_size >= max(ref_rows.size, tgt_rows.size):
+        # Every batch would be the whole class: one solve, no sampling error.
+        x = _gather(ref_X, ref_rows, "ref_X")
+        y = _gather(tgt_X, tgt_rows, "tgt_X")
+        out[:] = _solve(solver, x, y, None, None, epsilon, dev)
+        return x.shape[0] + y.shape[0]
     n_used = 0
-    it = range(K)
-    if progress:
-        from tqdm.auto import tqdm
+    for b in range(out.size):
+        ri = ref_rows[_draw(rng, ref_rows.size, batch_size, None)]
+        ti = tgt_rows[_draw(rng, tgt_rows.size, batch_size, None)]
+        x = _gather(ref_X, ri, "ref_X")
+        y = _gather(tgt_X, ti, "tgt_X")
+        out[b] = _solve(solver, x, y, None, None, epsilon, dev)
+        n_used += ri.size + ti.size
+    return n_used
 
-        it = tqdm(it, desc=f"W1 ({m})", unit="class")
-    for k in it:
-        if w[k] == 0:
-            continue
-        if not sampled:
-            x = _gather(ref_X, ref_rows[k], "ref_X")
-            y = _gather(tgt_X, tgt_rows[k], "tgt_X")
-            vals[0, k] = _solve(m, x, y, None, None, epsilon, dev)
-            n_used += x.shape[0] + y.shape[0]
-            continue
-        if batch_size >= max(ref_rows[k].size, tgt_rows[k].size):
-            # Every batch would be the whole class: one solve, no sampling error.
-            x = _gather(ref_X, ref_rows[k], "ref_X")
-            y = _gather(tgt_X, tgt_rows[k], "tgt_X")
-            vals[:, k] = _solve(m if m == "sinkhorn" else "exact", x, y, None, None,
-                                epsilon, dev)
-            n_used += x.shape[0] + y.shape[0]
-            continue
-        for b in range(B):
-            ri = ref_rows[k][_draw(rng, ref_rows[k].size, batch_size, None)]
-            ti = tgt_rows[k][_draw(rng, tgt_rows[k].size, batch_size, None)]
-            x = _gather(ref_X, ri, "ref_X")
-            y = _gather(tgt_X, ti, "tgt_X")
-            vals[b, k] = _solve(m if m == "sinkhorn" else "exact", x, y, None, None,
-                                epsilon, dev)
-            n_used += ri.size + ti.size
+
+def _class_estimate(vals: NDArray[np.float64], w: NDArray[np.float64],
+                    tgt_classes: NDArray[Any], m: str, n_used: int, t0: float,
+                    settings: dict[str, Any]) -> W1Estimate:
+    """The weighted total, its batch standard error and the per-class values."""
+    B, K = vals.shape
     totals = vals @ w
     if B > 1:
         stderr = float(totals.std(ddof=1) / math.sqrt(B))
@@ -467,9 +508,7 @@ def class_conditional_w1(
         method=m,
         n_used=int(n_used),
         seconds=time.perf_counter() - t0,
-        settings={"batch_size": batch_size if sampled else None,
-                  "n_batches": B, "epsilon": epsilon if m == "sinkhorn" else None,
-                  "device": str(dev) if m == "sinkhorn" else "cpu", "seed": seed},
+        settings=settings,
     )
 
 
@@ -505,10 +544,7 @@ def w1(
     b = _check_weights(b, "b", Y.shape[0])
     n_batches, epsilon, batch_size, dev = _check_solver_args(
         n_batches, epsilon, batch_size, device)
-    m = _resolve_method(m, [(X.shape[0], Y.shape[0])], batch_size, dev)
-    if m == "minibatch" and batch_size is None:
-        batch_size = DEFAULT_BATCH
-    sampled = m == "minibatch" or (m == "sinkhorn" and batch_size is not None)
+    m, batch_size, sampled = _plan(m, [(X.shape[0], Y.shape[0])], batch_size, dev)
     t0 = time.perf_counter()
     if not sampled:
         vals = np.array([_solve(m, _gather(X, None, "X"), _gather(Y, None, "Y"), a, b,
@@ -529,8 +565,6 @@ def w1(
         value=float(vals.mean()), stderr=stderr, per_class={}, per_class_stderr={},
         class_weights={}, method=m, n_used=int(n_used),
         seconds=time.perf_counter() - t0,
-        settings={"batch_size": batch_size if sampled else None,
-                  "n_batches": int(vals.size),
-                  "epsilon": epsilon if m == "sinkhorn" else None,
-                  "device": str(dev) if m == "sinkhorn" else "cpu", "seed": int(seed)},
+        settings=_settings(m, sampled, batch_size, int(vals.size), epsilon, dev,
+                           int(seed)),
     )

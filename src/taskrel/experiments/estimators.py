@@ -240,7 +240,7 @@ def _text_module(enc: Any, max_tokens: int) -> tuple[Any, Any]:
     preprocess stacks token ids and attention mask into one (B, 2, L) tensor."""
     import torch
 
-    st = enc.wrapped_model
+    st = enc.module
     if st is None or not hasattr(st, "tokenize"):
         raise TaskrelInputError(f"encoder {enc.name!r} is not trainable (no torch module)")
 

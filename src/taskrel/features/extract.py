@@ -25,11 +25,9 @@ and reported with a ``UserWarning``.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata as md
 import io
 import json
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -40,6 +38,7 @@ from numpy.typing import NDArray
 
 from .._internal.oom import with_oom_fallback
 from .._internal.sampling import LIMIT_SEED, limited_rows
+from .._internal.versions import package_versions
 from ..exceptions import TaskrelInputError
 from ..io import Task, atomic_write_json, atomic_write_text, save_task
 from .datasets import Dataset, dataset_fingerprint, load_dataset
@@ -56,16 +55,6 @@ def default_cache_dir() -> Path:
     """``$TASKREL_CACHE_DIR`` if set, else ``~/.cache/taskrel``."""
     env = os.environ.get("TASKREL_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "taskrel"
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for d in ("taskrel", "numpy", "torch", "scikit-learn"):
-        try:
-            out[d] = md.version(d)
-        except md.PackageNotFoundError:
-            out[d] = None
-    return out
 
 
 def _take(x: Any, idx: NDArray[np.intp]) -> Any:
@@ -244,6 +233,47 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
     >>> t.features.shape, t.test_features.shape, t.features.dtype
     ((20, 1280), (20, 1280), dtype('float32'))
     """
+    ds, enc = _check_extract_args(encoder, dataset, split, limit, chunk_rows, device)
+    root = None if cache_dir is False else (
+        default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))  # type: ignore[arg-type]
+    want_probs = bool(with_source_probs and enc.has_source_head)
+    t0 = time.perf_counter()
+    splits = ["train", "test"] if split == "both" else [split]
+    idx = {s: limited_rows(len(ds.y_train if s == "train" else ds.y_test), limit)
+           for s in ("train", "test")}
+    fit = getattr(enc, "fit", None)
+    if callable(fit):
+        fit(_take(ds.x_train, idx["train"]))
+    res: dict[str, Any] = {}
+    cache_info: dict[str, Any] = {}
+    for s in splits:
+        F, P, info = _extract_split(enc, ds, s, idx[s], root, want_probs, progress,
+                                    batch_size, chunk_rows)
+        y = (ds.y_train if s == "train" else ds.y_test)[idx[s]].astype(np.int64)
+        res[s] = (F, y, P)
+        cache_info[s] = info
+    meta = _task_meta(enc, ds, split, limit, cache_info, t0)
+    first = res[splits[0]]
+    test = res.get("test") if split == "both" else None
+    task = Task(
+        features=first[0], labels=first[1],
+        test_features=None if test is None else test[0],
+        test_labels=None if test is None else test[1],
+        class_names=list(ds.class_names),
+        path=None if out is None else str(out),
+        meta=meta,
+        source_probs=first[2],
+        test_source_probs=None if test is None else test[2],
+    )
+    if out is not None:
+        _save(out, task, meta)
+    return task
+
+
+def _check_extract_args(encoder: Encoder | str, dataset: Dataset | str, split: str,
+                        limit: int | None, chunk_rows: int, device: str
+                        ) -> tuple[Dataset, Encoder]:
+    """Validate :func:`extract_task`'s arguments; the dataset and encoder they name."""
     if split not in ("both", "train", "test"):
         raise TaskrelInputError(
             f"`split` must be one of ['both', 'train', 'test']; got {split!r}")
@@ -263,25 +293,13 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
         raise TaskrelInputError(
             f"encoder {enc.name!r} takes {enc.modality} inputs but dataset {ds.name!r} "
             f"holds {ds.modality} inputs")
-    root = None if cache_dir is False else (
-        default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))  # type: ignore[arg-type]
-    want_probs = bool(with_source_probs and enc.has_source_head)
-    t0 = time.perf_counter()
-    splits = ["train", "test"] if split == "both" else [split]
-    idx = {s: limited_rows(len(ds.y_train if s == "train" else ds.y_test), limit)
-           for s in ("train", "test")}
-    fit = getattr(enc, "fit", None)
-    if callable(fit):
-        fit(_take(ds.x_train, idx["train"]))
-    res: dict[str, Any] = {}
-    cache_info: dict[str, Any] = {}
-    for s in splits:
-        F, P, info = _extract_split(enc, ds, s, idx[s], root, want_probs, progress,
-                                    batch_size, chunk_rows)
-        y = (ds.y_train if s == "train" else ds.y_test)[idx[s]].astype(np.int64)
-        res[s] = (F, y, P)
-        cache_info[s] = info
-    meta = {
+    return ds, enc
+
+
+def _task_meta(enc: Encoder, ds: Dataset, split: str, limit: int | None,
+               cache_info: dict[str, Any], t0: float) -> dict[str, Any]:
+    """The ``meta`` of an extracted task (encoder, dataset, versions, cache, timing)."""
+    return {
         "encoder": enc.describe(),
         "dataset": {"name": ds.name, "modality": ds.modality,
                     "fingerprint": dataset_fingerprint(ds), "source": ds.meta},
@@ -289,28 +307,18 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
         "limit": None if limit is None else int(limit),
         "limit_rule": f"first `limit` rows of a permutation with seed {LIMIT_SEED}",
         "preprocessing": enc.cache_key(),
-        "versions": _versions(),
+        "versions": package_versions(("taskrel", "numpy", "torch", "scikit-learn")),
         "cache": cache_info,
         "seconds": round(time.perf_counter() - t0, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    first = res[splits[0]]
-    test = res.get("test") if split == "both" else None
-    task = Task(
-        features=first[0], labels=first[1],
-        test_features=None if test is None else test[0],
-        test_labels=None if test is None else test[1],
-        class_names=list(ds.class_names),
-        path=None if out is None else str(out),
-        meta=meta,
-        source_probs=first[2],
-        test_source_probs=None if test is None else test[2],
-    )
-    if out is not None:
-        save_task(out, features=task.features, labels=task.labels,
-                  test_features=task.test_features, test_labels=task.test_labels,
-                  class_names=np.asarray(task.class_names, dtype=str),
-                  source_probs=task.source_probs,
-                  test_source_probs=task.test_source_probs,
-                  meta=np.asarray([json.dumps(meta, default=str)]))
-    return task
+
+
+def _save(out: str | os.PathLike[str], task: Task, meta: dict[str, Any]) -> None:
+    """Write ``task`` as the task file the engine reads (meta as one JSON string)."""
+    save_task(out, features=task.features, labels=task.labels,
+              test_features=task.test_features, test_labels=task.test_labels,
+              class_names=np.asarray(task.class_names, dtype=str),
+              source_probs=task.source_probs,
+              test_source_probs=task.test_source_probs,
+              meta=np.asarray([json.dumps(meta, default=str)]))

@@ -151,6 +151,51 @@ def finetune(
     True
     """
     t0 = time.perf_counter()
+    pre, classes, y, yte = _check_data(module, preprocess, x_train, y_train, x_test,
+                                       y_test)
+    n = len(y)
+    steps, bs, per_epoch = _budget(steps, epochs, batch_size, n)
+    lr = check_positive(lr, "lr")
+    head_lr_mult = check_positive(head_lr_mult, "head_lr_mult")
+    weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
+        raise TaskrelInputError(f"`warmup` must be a number in [0, 1); got {warmup!r}")
+    dev = resolve_device(device)
+    K = int(classes.size)
+
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        enc, head, opt, d = _build(module, pre, x_train, K, dev, lr=lr,
+                                   head_lr_mult=head_lr_mult, weight_decay=weight_decay)
+        n_warm = int(round(warmup * steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(n_warm, steps))
+        last = _train(enc, head, opt, sched, pre, x_train, y, steps=steps, bs=bs,
+                      per_epoch=per_epoch, seed=seed, dev=dev, progress=progress)
+        tot_loss, correct = _evaluate(enc, head, pre, x_test, yte, eval_batch_size, dev)
+    recipe = {
+        "optimizer": "AdamW", "lr": lr, "head_lr": lr * head_lr_mult,
+        "weight_decay": weight_decay, "schedule": "linear warm-up + cosine to 0",
+        "warmup_steps": n_warm, "steps": steps, "batch_size": bs,
+        "epochs": steps / per_epoch, "seed": int(seed), "device": str(dev),
+        "n_train": n, "n_test": int(len(yte)), "n_classes": K, "feature_dim": int(d),
+        "loss": "cross-entropy", "augmentation": None, "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    return FinetuneResult(
+        test_accuracy=correct / len(yte),
+        test_loss=tot_loss / len(yte),
+        train_loss=float(np.mean(last)),
+        seconds=time.perf_counter() - t0,
+        recipe=recipe,
+        module=enc.cpu() if return_module else None,
+    )
+
+
+def _check_data(module: Any, preprocess: Any, x_train: Any, y_train: ArrayLike,
+                x_test: Any, y_test: ArrayLike
+                ) -> tuple[Callable[[Any], torch.Tensor], np.ndarray, np.ndarray,
+                           np.ndarray]:
+    """Validate :func:`finetune`'s module and data: (preprocess, classes, y, y_test index)."""
     if not isinstance(module, nn.Module):
         raise TaskrelInputError(
             f"`module` must be a torch.nn.Module; got {type(module).__name__}"
@@ -176,12 +221,35 @@ def finetune(
         raise TaskrelInputError(
             f"`y_test` has labels absent from `y_train`: {unseen[:5].tolist()}"
         )
-    yte = np.searchsorted(classes, yte_raw)
+    return pre, classes, y, np.searchsorted(classes, yte_raw)
+
+
+def _build(module: nn.Module, pre: Callable[[Any], torch.Tensor], x_train: Any, K: int,
+           dev: torch.device, *, lr: float, head_lr_mult: float, weight_decay: float
+           ) -> tuple[nn.Module, nn.Linear, torch.optim.Optimizer, int]:
+    """A copy of ``module`` on ``dev``, a fresh ``K``-class head on its features (of a
+    dimension read from two training inputs), and their AdamW optimizer."""
+    enc = copy.deepcopy(module).to(dev)
+    enc.eval()
+    with torch.no_grad():
+        n = len(x_train)
+        d = _features(enc, pre(_take(x_train, np.arange(min(2, n)))).to(dev)).shape[1]
+    head = nn.Linear(d, K).to(dev)
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in enc.parameters() if p.requires_grad], "lr": lr},
+         {"params": head.parameters(), "lr": lr * head_lr_mult}],
+        weight_decay=weight_decay,
+    )
+    return enc, head, opt, d
+
+
+def _budget(steps: int | None, epochs: float | None, batch_size: int, n: int
+            ) -> tuple[int, int, int]:
+    """(optimizer steps, batch size, batches per epoch) from ``steps`` or ``epochs``."""
     if steps is not None and epochs is not None:
         raise TaskrelInputError(
             f"give `steps` or `epochs`, not both; got steps={steps!r}, epochs={epochs!r}"
         )
-    n = len(y)
     batch_size = check_positive(batch_size, "batch_size", integer=True)
     bs = min(batch_size, n)
     per_epoch = math.ceil(n / bs)
@@ -190,88 +258,70 @@ def finetune(
         steps = max(1, int(math.ceil(ep * per_epoch)))
     else:
         steps = check_positive(steps, "steps", integer=True)
-    lr = check_positive(lr, "lr")
-    head_lr_mult = check_positive(head_lr_mult, "head_lr_mult")
-    weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
-    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
-        raise TaskrelInputError(f"`warmup` must be a number in [0, 1); got {warmup!r}")
-    dev = resolve_device(device)
-    K = int(classes.size)
+    return steps, bs, per_epoch
 
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(int(seed))
-        enc = copy.deepcopy(module).to(dev)
-        enc.eval()
-        with torch.no_grad():
-            d = _features(enc, pre(_take(x_train, np.arange(min(2, n)))).to(dev)).shape[1]
-        head = nn.Linear(d, K).to(dev)
-        opt = torch.optim.AdamW(
-            [{"params": [p for p in enc.parameters() if p.requires_grad], "lr": lr},
-             {"params": head.parameters(), "lr": lr * head_lr_mult}],
-            weight_decay=weight_decay,
-        )
-        n_warm = int(round(warmup * steps))
 
-        def factor(step: int) -> float:
-            if step < n_warm:
-                return (step + 1) / n_warm
-            t = (step - n_warm) / max(1, steps - n_warm)
-            return 0.5 * (1.0 + math.cos(math.pi * t))
+def _warmup_cosine(n_warm: int, steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up over ``n_warm`` steps, then cosine to 0."""
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        rng = np.random.default_rng(seed)
-        yt = torch.as_tensor(y, dtype=torch.long)
-        loss_fn = nn.CrossEntropyLoss()
-        from tqdm.auto import tqdm
+    def factor(step: int) -> float:
+        if step < n_warm:
+            return (step + 1) / n_warm
+        t = (step - n_warm) / max(1, steps - n_warm)
+        return 0.5 * (1.0 + math.cos(math.pi * t))
 
-        order = rng.permutation(n)
-        pos, last = 0, []
-        enc.train()
-        head.train()
-        for _ in tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress,
-                      leave=False):
-            if pos + bs > n:
-                order, pos = rng.permutation(n), 0
-            idx = order[pos:pos + bs]
-            pos += bs
-            xb = pre(_take(x_train, idx)).to(dev)
-            logits = head(_features(enc, xb))
-            loss = loss_fn(logits, yt[idx].to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            last.append(float(loss.detach()))
-            last = last[-per_epoch:]
+    return factor
 
-        enc.eval()
-        head.eval()
-        tot_loss, correct = 0.0, 0
-        with torch.no_grad():
-            m = len(yte)
-            for s in range(0, m, eval_batch_size):
-                idx = np.arange(s, min(m, s + eval_batch_size))
-                logits = head(_features(enc, pre(_take(x_test, idx)).to(dev)))
-                tb = torch.as_tensor(yte[idx], dtype=torch.long, device=dev)
-                tot_loss += float(nn.functional.cross_entropy(logits, tb, reduction="sum"))
-                correct += int((logits.argmax(1) == tb).sum())
-    recipe = {
-        "optimizer": "AdamW", "lr": lr, "head_lr": lr * head_lr_mult,
-        "weight_decay": weight_decay, "schedule": "linear warm-up + cosine to 0",
-        "warmup_steps": n_warm, "steps": steps, "batch_size": bs,
-        "epochs": steps / per_epoch, "seed": int(seed), "device": str(dev),
-        "n_train": n, "n_test": int(len(yte)), "n_classes": K, "feature_dim": int(d),
-        "loss": "cross-entropy", "augmentation": None, "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-    return FinetuneResult(
-        test_accuracy=correct / len(yte),
-        test_loss=tot_loss / len(yte),
-        train_loss=float(np.mean(last)),
-        seconds=time.perf_counter() - t0,
-        recipe=recipe,
-        module=enc.cpu() if return_module else None,
-    )
+
+def _train(enc: nn.Module, head: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+           pre: Callable[[Any], torch.Tensor], x_train: Any, y: np.ndarray, *,
+           steps: int, bs: int, per_epoch: int, seed: int, dev: torch.device,
+           progress: bool) -> list[float]:
+    """The training loop (seeded batch order); the last epoch's batch losses."""
+    rng = np.random.default_rng(seed)
+    yt = torch.as_tensor(y, dtype=torch.long)
+    loss_fn = nn.CrossEntropyLoss()
+    from tqdm.auto import tqdm
+
+    n = len(y)
+    order = rng.permutation(n)
+    pos, last = 0, []
+    enc.train()
+    head.train()
+    for _ in tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress,
+                  leave=False):
+        if pos + bs > n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos:pos + bs]
+        pos += bs
+        xb = pre(_take(x_train, idx)).to(dev)
+        logits = head(_features(enc, xb))
+        loss = loss_fn(logits, yt[idx].to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        last.append(float(loss.detach()))
+        last = last[-per_epoch:]
+    return last
+
+
+def _evaluate(enc: nn.Module, head: nn.Module, pre: Callable[[Any], torch.Tensor],
+              x_test: Any, yte: np.ndarray, eval_batch_size: int, dev: torch.device
+              ) -> tuple[float, int]:
+    """One eval-mode pass over the test split: (summed cross-entropy, correct count)."""
+    enc.eval()
+    head.eval()
+    tot_loss, correct = 0.0, 0
+    with torch.no_grad():
+        m = len(yte)
+        for s in range(0, m, eval_batch_size):
+            idx = np.arange(s, min(m, s + eval_batch_size))
+            logits = head(_features(enc, pre(_take(x_test, idx)).to(dev)))
+            tb = torch.as_tensor(yte[idx], dtype=torch.long, device=dev)
+            tot_loss += float(nn.functional.cross_entropy(logits, tb, reduction="sum"))
+            correct += int((logits.argmax(1) == tb).sum())
+    return tot_loss, correct
 
 
 def linear_probe_cell(
