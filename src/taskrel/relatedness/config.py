@@ -17,7 +17,7 @@ from .tau import TAU_RULES
 __all__ = ["RelatednessConfig", "RECIPES", "B_MODES", "LABEL_SOURCES", "CLASS_WEIGHTS",
            "W1_METHODS", "RIDGE_GRID", "check_label_map"]
 
-RECIPES = ("fast", "paper")
+RECIPES = ("fast", "paper", "batched")
 B_MODES = ("sparse", "learned", "fixed")
 LABEL_SOURCES = ("classifier", "kmeans")
 CLASS_WEIGHTS = ("prior", "uniform")

@@ -4,6 +4,7 @@ IRLS updates of (A, b), the ridge chosen on held-out train rows."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,30 @@ from .transport import (
     transform_rows,
 )
 
-__all__ = ["fit_fast", "certified_lipschitz", "mean_shift", "VALIDATION_FRACTION"]
+__all__ = ["fit_fast", "certified_lipschitz", "mean_shift", "Couplings", "EXACT",
+           "VALIDATION_FRACTION"]
 
 #: Share of the train rows held out to choose the ridge (never the test split).
 VALIDATION_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Couplings:
+    """How the fast recipe couples classes: ``w1(Xs, Xt, groups) -> float`` (weighted
+    class-conditional W1 of transformed reference rows ``Xs``) and ``fit`` (the
+    signature of :func:`~taskrel.relatedness.transport.fit_affine`)."""
+
+    w1: Callable[..., float]
+    fit: Callable[..., tuple[Any, Any, dict]]
+
+
+def _exact_w1(Xs: NDArray[np.float64], Xt: NDArray[np.float64], groups: list[Group]
+              ) -> float:
+    return group_couplings(Xs, Xt, groups)[0]
+
+
+#: Exact per-class couplings (``ot.emd``, one class at a time): the fast recipe.
+EXACT = Couplings(_exact_w1, fit_affine)
 
 
 def certified_lipschitz(head: LinearHead, A_inv: NDArray[np.float64]) -> float:
@@ -81,6 +102,7 @@ class _Search:
     B: NDArray[np.float64]
     D: NDArray[np.float64]
     multi: bool
+    couplings: Couplings
     val_groups: list[Group] | None
     val_rows: NDArray[np.int64] | None = None
     best: FeatureMap | None = None
@@ -92,8 +114,8 @@ class _Search:
         A_inv = np.eye(self.Zr.shape[1]) if math.isinf(mu) else np.linalg.inv(A)
         score = float(info["W"])
         if self.val_groups is not None:
-            score = group_couplings(transform_rows(self.Zr, A, b, self.val_rows), self.Zt,
-                                    self.val_groups)[0]
+            score = self.couplings.w1(transform_rows(self.Zr, A, b, self.val_rows),
+                                      self.Zt, self.val_groups)
         if self.multi:
             # The certified constant: an empirical max over a few points misses the
             # directions a near-singular A blows up. Without held-out rows the train
@@ -122,6 +144,7 @@ def fit_fast(
     max_iter: int,
     tol: float,
     rng: np.random.Generator,
+    couplings: Couplings = EXACT,
 ) -> FeatureMap:
     """Fast recipe for fixed B, D; with several ridges, keep the best held-out bound.
 
@@ -136,9 +159,12 @@ def fit_fast(
     class-mean map. W1 alone always prefers weaker ridges: in high dimension much of a
     W1 fit is shrinkage, which lowers the finite-sample W1 but raises the Lipschitz
     constant in target coordinates by the same token; the product sees both.
+
+    ``couplings`` says how classes are coupled: :data:`EXACT` (default) or the batched
+    entropic couplings of the ``batched`` recipe.
     """
     multi = len(ridges) > 1
-    search = _Search(head, Zr, Zt, B, D, multi, None)
+    search = _Search(head, Zr, Zt, B, D, multi, couplings, None)
     if multi:
         fit_groups, val_groups = _hold_out(groups, rng)
         if len(val_groups) == len(groups):
@@ -147,12 +173,12 @@ def fit_fast(
     A0 = b0 = None
     if multi:
         b0, A0 = mean_shift(Zr, Zt, groups), np.eye(Zr.shape[1])
-        w_id = group_couplings(Zr + b0, Zt, groups)[0]  # identity: no matrix product
+        w_id = couplings.w1(Zr + b0, Zt, groups)  # identity: no matrix product
         search.consider(A0, b0, math.inf, "identity",
                         {"W": w_id, "iterations": 0, "converged": True, "objective": [w_id]})
     for mu in ridges:
-        A, b, info = fit_affine(Zr, Zt, groups, A0=A0, b0=b0, ridge=mu,
-                                max_iter=max_iter, tol=tol)
+        A, b, info = couplings.fit(Zr, Zt, groups, A0=A0, b0=b0, ridge=mu,
+                                   max_iter=max_iter, tol=tol)
         worse = search.consider(A, b, mu, "mean shift" if A0 is None else "warm", info)
         if multi and worse:
             break
@@ -160,8 +186,8 @@ def fit_fast(
     if multi and len(groups) > Zr.shape[1]:
         A_init, b_init = class_mean_init(Zr, Zt, groups)
         mu = min(ridges)
-        A, b, info = fit_affine(Zr, Zt, groups, A0=A_init, b0=b_init, ridge=mu,
-                                max_iter=max_iter, tol=tol)
+        A, b, info = couplings.fit(Zr, Zt, groups, A0=A_init, b0=b_init, ridge=mu,
+                                   max_iter=max_iter, tol=tol)
         search.consider(A, b, mu, "class means", info)
     assert search.best is not None
     best = search.best

@@ -25,7 +25,7 @@ from .labels import TargetLabels, marginal_alignment, target_labels
 from .maps import FeatureMap, FitProblem
 from .matching import initial_label_map, matched_B, prior_matched_D
 from .reference import ReferenceFit, class_prior
-from .solvers import SOLVERS, merge_record
+from .solvers import SOLVERS, merge_record, solver_name
 from .splits import TargetSplit
 
 __all__ = ["relate_target", "fit_label_map", "base_settings", "assemble_result"]
@@ -51,7 +51,10 @@ def base_settings(cfg: RelatednessConfig, ref: ReferenceFit, tgt: TargetSplit
 
 
 def _solve(p: FitProblem, B: np.ndarray, settings: dict[str, Any]) -> FeatureMap:
-    fmap = SOLVERS[p.cfg.recipe](p, B, prior_matched_D(B, p.pi_T))
+    solver = solver_name(p.cfg.recipe, p.cfg.torch_device)
+    if solver != p.cfg.recipe:
+        settings["solver"] = solver
+    fmap = SOLVERS[solver](p, B, prior_matched_D(B, p.pi_T))
     merge_record(settings, fmap.record)
     return fmap
 
@@ -63,7 +66,7 @@ def fit_label_map(p: FitProblem, B0: np.ndarray, labelled: bool,
     and keep the matching whose fit scores better on the train splits."""
     sol = _solve(p, B0, settings)
     rematches = 0
-    if labelled and p.cfg.b_mode == "sparse" and p.cfg.recipe == "fast":
+    if labelled and p.cfg.b_mode == "sparse" and p.cfg.recipe in ("fast", "batched"):
         # The head's scores on unaligned target features can mislead the matching
         # (e.g. a rotated copy of the reference): also match after a label-free
         # alignment, and keep the matching whose fit is better on the train splits.

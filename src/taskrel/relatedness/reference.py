@@ -85,7 +85,8 @@ def fit_reference(split: ReferenceSplit, cfg: RelatednessConfig,
     if head is None:
         tau_value, tau_rule = resolve_tau(cfg.tau, Z, split.y, standardize=False)
         head = train_linear_head(Z, split.y, split.n_classes, tau=tau_value,
-                                 recipe=cfg.recipe, seed=cfg.seed, device=cfg.torch_device)
+                                 recipe="paper" if cfg.recipe == "paper" else "fast",
+                                 seed=cfg.seed, device=cfg.torch_device)
         head = dataclasses.replace(head, standardizer=sr)
     else:
         tau_rule = "reference_head"
