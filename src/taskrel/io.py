@@ -62,8 +62,9 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
         raise TaskrelInputError(f"task file {str(p)!r} does not exist")
     if not zipfile.is_zipfile(p):
         raise TaskrelInputError(
-            f"task file {str(p)!r} is not an .npz archive (np.savez writes one); "
-            "it may be a text or .npy file")
+            f"task file {str(p)!r} is not a readable .npz: not a zip archive "
+            "(np.savez writes one);"
+            " it may be a text or .npy file")
     try:
         with np.load(p, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}

@@ -141,6 +141,7 @@ def _arrays_for(spec: ScoreSpec, task: Any, source: Any) -> list[Any]:
                     f"score {spec.name!r} needs `source_probs` (n x C_s probabilities "
                     f"of the encoder's own head) in the task; {where} has none")
             if kind == "source_probs":
+                check_probabilities(probs, "source_probs")  # the score gets them as given
                 args.append(probs)
             else:
                 args.append(np.argmax(check_probabilities(probs, "source_probs"), axis=1))
