@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from ._internal.serialize import atomic_save_npz
 from ._internal.serialize import atomic_write_json as atomic_write_json
 from ._internal.serialize import atomic_write_text as atomic_write_text
+from ._internal.validation import check_consistent_length, check_features
 from .exceptions import TaskrelInputError
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "save_task_dir",
     "open_task_dir",
     "sample_per_class",
+    "check_task",
 ]
 
 
@@ -52,8 +54,17 @@ class Task:
 def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> Task:
     """Read a task file; errors name the file and the missing or malformed key."""
     p = Path(path)
+    if p.is_dir():
+        raise TaskrelInputError(
+            f"task file {str(p)!r} is a folder; expected an .npz file "
+            "(a task folder is opened with open_task_dir)")
     if not p.is_file():
         raise TaskrelInputError(f"task file {str(p)!r} does not exist")
+    if not zipfile.is_zipfile(p):
+        raise TaskrelInputError(
+            f"task file {str(p)!r} is not a readable .npz: not a zip archive "
+            "(np.savez writes one);"
+            " it may be a text or .npy file")
     try:
         with np.load(p, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -97,6 +108,32 @@ def load_task(path: str | os.PathLike[str], *, require_labels: bool = False) -> 
         source_probs=data.get("source_probs"),
         test_source_probs=data.get("test_source_probs"),
     )
+
+
+def check_task(task: Any, name: str, *, require_labels: bool = False) -> None:
+    """Check a task's arrays before any work: finite 2-D features, and labels (and
+    test arrays, ``source_probs``) with one entry per row. Errors name ``name``.
+    """
+    if not isinstance(task, Task):
+        raise TaskrelInputError(
+            f"`{name}` must be a taskrel.io.Task (load_task or Task(features, labels)); "
+            f"got {type(task).__name__}")
+    pairs = [("features", "labels", "source_probs"),
+             ("test_features", "test_labels", "test_source_probs")]
+    for xk, yk, pk in pairs:
+        X = getattr(task, xk)
+        if X is None:
+            continue
+        Xa = check_features(X, f"{name} {xk}", min_samples=1)
+        for other in (yk, pk):
+            v = getattr(task, other)
+            if v is not None:
+                va = np.asarray(v)
+                if va.ndim == 0:
+                    raise TaskrelInputError(f"`{name} {other}` must be an array; got {v!r}")
+                check_consistent_length(Xa, f"{name} {xk}", va, f"{name} {other}")
+    if require_labels and task.labels is None:
+        raise TaskrelInputError(f"`{name}` needs labels; {task.path or 'the task'} has none")
 
 
 def save_task(path: str | os.PathLike[str], **arrays: Any) -> None:

@@ -11,6 +11,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..exceptions import TaskrelInputError
 from . import experiments as cli_experiments
@@ -19,14 +20,22 @@ from . import relate as cli_relate
 from . import reproduce as cli_reproduce
 from . import scores as cli_scores
 
-__all__ = ["main", "build_parser", "EXIT_USAGE"]
+__all__ = ["main", "build_parser", "OneLineParser", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} "
+                              "--help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``taskrel`` parser with every subcommand."""
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="taskrel",
         description="Will this pre-trained encoder transfer to my task, and why?",
     )

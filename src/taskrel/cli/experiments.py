@@ -17,9 +17,14 @@ ANALYSES = ("correlation", "zoo", "sweep", "decomposition", "cost")
 def _open(db: str) -> Any:
     from ..experiments.store import ResultsStore
 
+    if Path(db).is_dir():
+        raise TaskrelInputError(f"`DB` must be a results database file; {db!r} is a folder")
     if not Path(db).is_file():
-        raise TaskrelInputError(f"results database {db!r} does not exist")
-    return ResultsStore(db)
+        raise TaskrelInputError(f"`DB`: results database {db!r} does not exist")
+    try:
+        return ResultsStore(db, readonly=True)
+    except TaskrelInputError as exc:
+        raise TaskrelInputError(f"`DB`: {exc}") from None
 
 
 def _truth_fraction(text: str) -> float | None:
@@ -33,6 +38,11 @@ def _truth_fraction(text: str) -> float | None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from .._internal.validation import check_output_path
+
+    if Path(args.out).suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise TaskrelInputError(f"`OUT` must end in .csv or .parquet; got {args.out!r}")
+    check_output_path(args.out, "OUT")
     with _open(args.db) as store:
         n = store.export(args.out)
     print(f"wrote {n} rows to {args.out}")
@@ -46,8 +56,17 @@ def _orientation(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def _analyze(args: argparse.Namespace) -> Any:
+    from .._internal.validation import check_output_path, check_positive, check_seed
     from ..experiments import analysis as A
 
+    check_output_path(args.out, "--out", kind="dir")
+    check_seed(args.seed, "--seed")
+    check_positive(args.n_boot, "--n-boot", integer=True)
+    if not 0 < args.fraction <= 1:
+        raise TaskrelInputError(f"`--fraction` must be in (0, 1]; got {args.fraction!r}")
+    if args.truth_fraction is not None and not 0 < args.truth_fraction <= 1:
+        raise TaskrelInputError(
+            f"`--truth-fraction` must be in (0, 1] or 'matched'; got {args.truth_fraction!r}")
     with _open(args.db) as store:
         rows = store.query()
     if not rows:

@@ -6,18 +6,29 @@ import argparse
 import json
 from typing import Any
 
+from ..exceptions import TaskrelInputError
+
 __all__ = ["register"]
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    from .._internal.validation import check_output_path, check_positive
     from ..features.encoders import encoder_from_json, load_encoder
     from ..features.extract import extract_task
 
+    for flag, v in (("--limit", args.limit), ("--image-size", args.image_size),
+                    ("--batch-size", args.batch_size)):
+        if v is not None:
+            check_positive(v, flag, integer=True)
+    _check_dataset(args.dataset)
+    out = args.out or f"{args.encoder.replace(':', '_').replace('/', '_')}__{args.dataset}.npz"
+    check_output_path(out, "--out")
+    if args.cache_dir is not None and not args.no_cache:
+        check_output_path(args.cache_dir, "--cache-dir", kind="dir")
     opts = encoder_from_json(args.encoder_options) if args.encoder_options else {}
     if args.image_size is not None:
         opts["image_size"] = args.image_size
     enc = load_encoder(args.encoder, device=args.device, **opts)
-    out = args.out or f"{args.encoder.replace(':', '_').replace('/', '_')}__{args.dataset}.npz"
     task = extract_task(enc, args.dataset, split=args.split, limit=args.limit, out=out,
                         cache_dir=False if args.no_cache else args.cache_dir,
                         progress=not args.quiet, batch_size=args.batch_size)
@@ -31,6 +42,16 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {', '.join(parts)}; cached chunks {hits}; "
           f"{task.meta['seconds']:.1f} s")
     return 0
+
+
+def _check_dataset(name: str) -> None:
+    from ..features.datasets import list_datasets
+
+    names = list_datasets()
+    if name not in names:
+        raise TaskrelInputError(
+            f"`DATASET` must be one of {', '.join(names)} (see `taskrel datasets`); "
+            f"got {name!r}")
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:

@@ -48,15 +48,27 @@ def _print_relate(out: dict[str, Any]) -> None:
 
 
 def _cmd_relate(args: argparse.Namespace) -> int:
-    from ..io import atomic_write_json, load_task
+    from .._internal.devices import check_device
+    from .._internal.validation import check_output_path, check_seed
+    from ..io import atomic_write_json, check_task, load_task
     from ..probe import linear_probe
     from ..relatedness import split_task, task_relatedness
 
+    check_seed(args.seed, "--seed")
+    try:
+        check_device(args.device)
+    except TaskrelInputError as exc:
+        raise TaskrelInputError(f"`--device`: {exc}") from None
+    tau = args.tau if args.tau in ("auto", "paper") else _float(args.tau, "--tau")
+    if args.json:
+        check_output_path(args.json, "--json")
     ref = load_task(args.reference, require_labels=True)
     tgt = load_task(args.target, require_labels=not args.no_target_labels)
+    check_task(ref, "reference", require_labels=True)
+    check_task(tgt, "target")
     use_labels = tgt.labels is not None and not args.no_target_labels
     kw: dict[str, Any] = dict(
-        tau=args.tau if args.tau in ("auto", "paper") else _float(args.tau, "--tau"),
+        tau=tau,
         recipe=args.recipe,
         b_mode=args.b_mode,
         seed=args.seed,
@@ -107,11 +119,13 @@ def _cmd_relate(args: argparse.Namespace) -> int:
 
 def _float(text: str, name: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
         raise TaskrelInputError(
-            f"`{name}` must be a number, 'auto' or 'paper'; got {text!r}"
-        ) from None
+            f"`{name}` must be a positive number, 'auto' or 'paper'; got {text!r}")
+    return value
 
 
 def register(sub: Any) -> None:

@@ -12,18 +12,34 @@ __all__ = ["register"]
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from ..experiments.reproduce import SUITES, run_suite, suite_config_path
+    from .._internal.validation import check_output_path
+    from ..experiments.reproduce import (
+        SUITES,
+        check_config,
+        run_suite,
+        suite_config_path,
+    )
     from ..experiments.suite import load_config
 
+    check_output_path(args.out, "--out", kind="dir")
+    if args.db:
+        check_output_path(args.db, "--db")
+    if args.threads < 0:
+        raise TaskrelInputError(f"`--threads` must be >= 0; got {args.threads}")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise TaskrelInputError(f"`--num-cpus` must be >= 1; got {args.num_cpus}")
     if args.config:
         configs = [load_config(args.config, quick=args.quick)]
     else:
         suites = SUITES if args.suite == "all" else (args.suite,)
         configs = [load_config(suite_config_path(s), quick=args.quick) for s in suites]
+    checked = []
     for cfg in configs:
         if args.device:
             cfg = type(cfg)(**{**cfg.__dict__, "options": {**cfg.options,
                                                            "device": args.device}})
+        checked.append(check_config(cfg))  # every config, before any cell runs
+    for cfg in checked:
         db = args.db or str(Path("results") / f"{cfg.name}{'-quick' if cfg.quick else ''}"
                             ".sqlite")
         if args.db and len(configs) > 1:

@@ -30,35 +30,69 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from .._internal.devices import check_device
-    from ..io import atomic_write_json, load_task
-    from ..scores import compute_score, get_score
+    from .._internal.validation import check_output_path
+    from ..exceptions import TaskrelInputError
+    from ..io import atomic_write_json, check_task, load_task
+    from ..scores import check_score_inputs, compute_score, get_score
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    specs = [get_score(m) for m in methods]  # fail fast on unknown names
+    if not methods:
+        raise TaskrelInputError(
+            f"`METHOD`: give one or more score names separated by commas (see "
+            f"`taskrel scores`); got {args.methods!r}")
+    try:
+        specs = [get_score(m) for m in methods]  # fail fast on unknown names
+    except TaskrelInputError as exc:
+        raise TaskrelInputError(f"`METHOD`: {exc}") from None
     kw = {}
     if args.device is not None:
-        check_device(args.device)  # fail fast, before loading anything
+        try:
+            check_device(args.device)  # fail fast, before loading anything
+        except TaskrelInputError as exc:
+            raise TaskrelInputError(f"`--device`: {exc}") from None
         kw["device"] = args.device
+    if args.json:
+        check_output_path(args.json, "--json")
     task = load_task(args.task, require_labels=True)
+    check_task(task, "TASK", require_labels=True)
     source = load_task(args.source, require_labels=True) if args.source else None
-    rows: list[dict[str, Any]] = []
+    if source is not None:
+        check_task(source, "--source", require_labels=True)
     for spec in specs:
-        t0 = time.perf_counter()
-        value = compute_score(spec.name, task, source=source, **kw)
-        rows.append(dict(score=spec.name, value=value, direction=spec.direction,
-                         higher_is_better=spec.higher_is_better,
-                         seconds=round(time.perf_counter() - t0, 3)))
+        check_score_inputs(spec.name, task, source=source)
+    rows = [_one_score(spec, task, source, kw, compute_score) for spec in specs]
     w = max(len("score"), *(len(r["score"]) for r in rows))
     print(f"{'score':<{w}}  {'value':>12}  {'direction':<16}  seconds")
     for r in rows:
-        print(f"{r['score']:<{w}}  {r['value']:>12.6g}  {r['direction']:<16}  "
-              f"{r['seconds']:.2f}")
+        value = "-" if r["value"] is None else f"{r['value']:.6g}"
+        print(f"{r['score']:<{w}}  {value:>12}  {r['direction']:<16}  "
+              f"{r['seconds']:.2f}" + (f"  ({r['reason']})" if r["value"] is None else ""))
     if args.json:
         src_path = None if source is None else source.path
         atomic_write_json(args.json, dict(task=task.path, source=src_path,
                                           device=args.device, scores=rows))
         print(f"wrote {args.json}")
     return 0
+
+
+def _one_score(spec: Any, task: Any, source: Any, kw: dict[str, Any],
+               compute: Any) -> dict[str, Any]:
+    """One row of the table; a score that cannot give a finite value on these
+    (already validated) inputs gets ``value`` None and the reason."""
+    from ..exceptions import TaskrelInputError
+
+    t0 = time.perf_counter()
+    reason = None
+    try:
+        value: float | None = compute(spec.name, task, source=source, **kw)
+    except TaskrelInputError as exc:
+        value, reason = None, str(exc)
+    row = dict(score=spec.name, value=value, direction=spec.direction,
+               higher_is_better=spec.higher_is_better,
+               seconds=round(time.perf_counter() - t0, 3))
+    if reason is not None:
+        row["reason"] = reason
+    return row
 
 
 def register(subparsers: Any) -> None:

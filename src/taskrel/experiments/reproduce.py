@@ -39,7 +39,7 @@ from .suite import ExperimentConfig, expand_grid, load_config
 
 __all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "drop_single_row_classes",
            "feature_units", "prepare_features", "suite_config_path", "normalize_config",
-           "reference_tau", "run_suite", "SUITES", "UNLABELED", "TRUTHS"]
+           "reference_tau", "run_suite", "check_config", "SUITES", "UNLABELED", "TRUTHS"]
 
 SUITES = ("vision", "text")
 _ENV_CONFIG = "TASKREL_REPRODUCE_CONFIG"
@@ -79,6 +79,86 @@ def normalize_config(config: ExperimentConfig) -> ExperimentConfig:
         raise TaskrelInputError(f"`ground_truth.estimators` must be among {list(TRUTHS)}; "
                                 f"got {bad}")
     return replace(config, estimators=ests)
+
+
+_POSITIVE_INT_OPTIONS = ("max_reference", "max_target", "max_test", "feature_dim",
+                         "smallcnn_epochs")
+
+
+def _check_encoder_name(name: str) -> None:
+    from ..features.encoders import list_encoders
+
+    known = list_encoders()
+    prefix, sep, rest = name.partition(":")
+    patterns = [k.split(":")[0] for k in known if ":" in k]
+    if name in known or name in patterns or (sep and rest and prefix in patterns):
+        return
+    raise TaskrelInputError(
+        f"config key `encoders`: unknown encoder {name!r}; known: {', '.join(known)}")
+
+
+def _check_spec(spec: Any, key: str) -> None:
+    from ..features.datasets import TRANSFORM_KINDS, list_datasets, load_dataset
+
+    if spec.dataset not in list_datasets():
+        raise TaskrelInputError(
+            f"config key `{key}`: unknown dataset {spec.dataset!r}; known: "
+            f"{', '.join(list_datasets())}")
+    t = spec.transform
+    if t is not None and (t["kind"] not in TRANSFORM_KINDS or not 0 <= t["strength"] <= 1):
+        raise TaskrelInputError(
+            f"config key `{key}.transform`: `kind` must be one of {list(TRANSFORM_KINDS)} "
+            f"and `strength` in [0, 1]; got {t}")
+    if spec.classes is not None or spec.relabel is not None:
+        k = load_dataset(spec.dataset).n_classes
+        for what, ids in (("classes", spec.classes), ("relabel", spec.relabel)):
+            bad = [c for c in ids or () if not 0 <= c < k]
+            if what == "classes" and bad:
+                raise TaskrelInputError(
+                    f"config key `{key}.classes`: dataset {spec.dataset!r} has classes "
+                    f"0..{k - 1}; got {bad}")
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    from .._internal.devices import check_device
+    from .._internal.validation import check_positive
+
+    tau = options.get("tau", "auto")
+    if not (tau in ("auto", "paper") or (isinstance(tau, (int, float))
+                                         and not isinstance(tau, bool) and tau > 0
+                                         and tau != float("inf"))):
+        raise TaskrelInputError(
+            f"config key `options.tau` must be a positive number, 'auto' or 'paper'; "
+            f"got {tau!r}")
+    for k in _POSITIVE_INT_OPTIONS:
+        if options.get(k) is not None:
+            check_positive(options[k], f"options.{k}", integer=True)
+    if options.get("device") is not None:
+        try:
+            check_device(options["device"])
+        except TaskrelInputError as exc:
+            raise TaskrelInputError(f"config key `options.device`: {exc}") from None
+    rf = options.get("reference_finetune")
+    if rf not in (None, False) and not isinstance(rf, str):
+        raise TaskrelInputError(
+            f"config key `options.reference_finetune` must be an encoder name or false; "
+            f"got {rf!r}")
+
+
+def check_config(config: ExperimentConfig) -> ExperimentConfig:
+    """Check everything a suite's cells will read, before the first cell: estimator
+    names, encoders, datasets, transforms, class ids and option types and ranges.
+
+    Returns the normalized config (:func:`normalize_config`).
+    """
+    config = normalize_config(config)
+    for enc in config.encoders:
+        _check_encoder_name(enc)
+    _check_spec(config.reference, "reference")
+    for i, t in enumerate(config.targets):
+        _check_spec(t, f"targets[{i}]")
+    _check_options(config.options)
+    return config
 
 
 # ---------------------------------------------------------------------------------
@@ -199,11 +279,14 @@ def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
 
     Returns the report's summary (also written as ``summary.json``).
     """
+    from .._internal.validation import check_output_path
     from .executors import get_executor
     from .reference_finetune import try_reference_finetune
     from .report import write_report
 
-    config = normalize_config(config)
+    config = check_config(config)
+    check_output_path(db, "db")
+    check_output_path(out, "out", kind="dir")
     t0 = time.perf_counter()
     limits = _limit_threads(threads)
     ex = get_executor(executor, **dict(executor_options or {}))

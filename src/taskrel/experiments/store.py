@@ -139,12 +139,17 @@ class ResultsStore:
         Seconds to wait for a lock held by another process.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0,
+                 readonly: bool = False) -> None:
         p = Path(path)
         if p.exists() and p.is_dir():
             raise TaskrelInputError(f"`path` must be a database file; {str(p)!r} is a folder")
-        p.parent.mkdir(parents=True, exist_ok=True)
         self.path = str(p)
+        self._versions = json.dumps(package_versions(), sort_keys=True)
+        if readonly:
+            self._con = _connect_readonly(p, timeout)
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._con.execute("PRAGMA journal_mode=WAL")
@@ -154,7 +159,6 @@ class ResultsStore:
             raise TaskrelInputError(
                 f"`path` {self.path!r} is not a taskrel results database ({exc})"
             ) from None
-        self._versions = json.dumps(package_versions(), sort_keys=True)
 
     # -- lifetime -----------------------------------------------------------------
     def close(self) -> None:
@@ -266,6 +270,29 @@ class ResultsStore:
         ``extra`` and ``versions`` are written as JSON strings. Parquet needs pyarrow.
         """
         return export_rows(self.query(), path)
+
+
+def _connect_readonly(p: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``: the file is never written, its journal
+    mode never changed) to a file that must hold our ``cells`` table."""
+    from urllib.parse import quote
+
+    if not p.is_file():
+        raise TaskrelInputError(f"results database {str(p)!r} does not exist")
+    con = sqlite3.connect(f"file:{quote(str(p.absolute()))}?mode=ro", uri=True,
+                          timeout=timeout, isolation_level=None)
+    try:
+        cols = tuple(r[1] for r in con.execute("PRAGMA table_info(cells)").fetchall())
+    except sqlite3.DatabaseError as exc:
+        con.close()
+        raise TaskrelInputError(
+            f"{str(p)!r} is not a taskrel results database ({exc})") from None
+    if cols != COLUMNS:
+        con.close()
+        got = f"a 'cells' table with columns {list(cols)}" if cols else "no 'cells' table"
+        raise TaskrelInputError(
+            f"{str(p)!r} is not a taskrel results database: it has {got}")
+    return con
 
 
 def _json_default(o: Any) -> Any:

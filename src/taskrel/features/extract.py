@@ -61,6 +61,29 @@ def _take(x: Any, idx: NDArray[np.intp]) -> Any:
     return x[idx] if isinstance(x, np.ndarray) else [x[i] for i in idx]
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_tmp(folder: Path | None) -> int:
+    """Remove ``.chunk_*.<pid>.tmp`` files left by writers that are no longer running."""
+    if folder is None or not folder.is_dir():
+        return 0
+    n = 0
+    for f in folder.glob(".chunk_*.tmp"):
+        pid = f.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            f.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 class _ChunkCache:
     """One cache entry: chunks of rows, each an .npz with a .sha256 beside it."""
 
@@ -70,6 +93,7 @@ class _ChunkCache:
         self.dir = None if root is None else root / "features" / self.digest
         self.key = key
         self.recomputed = 0
+        self.stale_removed = _remove_stale_tmp(self.dir)
 
     def _paths(self, i: int) -> tuple[Path, Path]:
         assert self.dir is not None
@@ -89,6 +113,7 @@ class _ChunkCache:
                     out = {k: z[k] for k in z.files}
                 ok = out["features"].shape[0] == rows and (
                     not with_probs or out.get("probs", np.zeros(0)).shape[:1] == (rows,))
+                ok = ok and all(bool(np.all(np.isfinite(v))) for v in out.values())
         except Exception:  # noqa: BLE001 - any unreadable chunk is recomputed
             ok = False
         if not ok:
@@ -140,6 +165,17 @@ def _encode_chunk(enc: Encoder, xb: Any, batch: int, with_probs: bool) -> dict[s
     return got
 
 
+def _check_finite_output(enc: Encoder, ds: Dataset, split: str, chunk: int,
+                         got: dict[str, Any]) -> None:
+    """Encoder output must be finite; a NaN/inf feature is never cached or used."""
+    for k, v in got.items():
+        bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+        if bad:
+            raise TaskrelInputError(
+                f"encoder {enc.name!r} gave {bad} NaN/inf value(s) in its {k} on "
+                f"{ds.name} {split} (chunk {chunk}); check its weights and input size")
+
+
 def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
                    cache_root: Path | None, with_probs: bool, progress: bool,
                    batch_size: int | None, chunk_rows: int
@@ -165,6 +201,7 @@ def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
             if got is None:
                 got = _encode_chunk(enc, _take(x, sel), batch, with_probs)
                 batch = got.pop("batch")
+                _check_finite_output(enc, ds, split, c, got)
                 cache.store(c, got)
             else:
                 hits += 1
@@ -233,6 +270,9 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
     >>> t.features.shape, t.test_features.shape, t.features.dtype
     ((20, 1280), (20, 1280), dtype('float32'))
     """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
+        raise TaskrelInputError(f"`batch_size` must be an int >= 1 or None; got {batch_size!r}")
     ds, enc = _check_extract_args(encoder, dataset, split, limit, chunk_rows, device)
     root = None if cache_dir is False else (
         default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import torch
 from numpy.typing import NDArray
 
 from .._internal.devices import resolve_device
-from .._internal.validation import check_choice, check_positive
+from .._internal.validation import check_choice, check_positive, check_seed
 from ..exceptions import TaskrelInputError
 from .tau import TAU_RULES
 
@@ -73,7 +73,7 @@ class RelatednessConfig:
             put("ridges", RIDGE_GRID)
         else:
             put("ridges", (check_positive(self.ridge, "ridge", allow_zero=True),))
-        put("seed", check_positive(self.seed, "seed", integer=True, allow_zero=True))
+        put("seed", check_seed(self.seed, "seed"))
         put("w1_method", check_choice(self.w1_method, "w1_method", W1_METHODS))
         for name in ("max_per_class", "max_eval_per_class"):
             val = getattr(self, name)
@@ -89,6 +89,9 @@ class RelatednessConfig:
             check_positive(self.tau, "tau")
         if self.b_mode == "fixed":
             put("B", check_label_map(self.B))
+        elif self.B is not None:
+            raise TaskrelInputError(
+                f"`B` is used only with b_mode='fixed'; got a B with b_mode={self.b_mode!r}")
 
     @property
     def middle_ridge(self) -> float:

@@ -120,7 +120,7 @@ def cap_rows(X: Any, y: Any, cap: int | None, rng: np.random.Generator,
         _, inv, counts = np.unique(ya, return_inverse=True, return_counts=True)
     except (TypeError, ValueError):
         return X, y, n_classes_unlabelled
-    if counts.max() <= cap:
+    if counts.size == 0 or counts.max() <= cap:  # empty: check_features says so next
         return X, y, counts.size
     keep = np.sort(np.concatenate([
         rows if rows.size <= cap else rng.choice(rows, size=cap, replace=False)
@@ -210,7 +210,8 @@ def check_task_pair(ref: ReferenceSplit, tgt: TargetSplit, cfg: RelatednessConfi
         if cfg.b_mode == "sparse" and K_T > K_R:
             raise TaskrelInputError(
                 f"`target_labels` has {K_T} classes but the reference task has {K_R}; "
-                "b_mode='sparse' needs K_T <= K_R (use b_mode='learned' or 'fixed')"
+                "b_mode='sparse' needs K_T <= K_R (use b_mode='learned', "
+                "the CLI's --b-mode learned)"
             )
         if cfg.b_mode == "fixed":
             check_label_map(cfg.B, K_T, K_R)

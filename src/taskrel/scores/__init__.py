@@ -22,6 +22,7 @@ from ._otce import ot_nce as ot_nce
 from ._otce import otce as otce
 from ._pactran import pactran_gaussian as pactran_gaussian
 from ._registry import ScoreSpec as ScoreSpec
+from ._registry import check_score_inputs as check_score_inputs
 from ._registry import compute_score as compute_score
 from ._registry import get_score as get_score
 from ._registry import list_scores as list_scores
@@ -31,6 +32,7 @@ from ._transrate import transrate as transrate
 
 __all__ = [
     "ScoreSpec",
+    "check_score_inputs",
     "compute_score",
     "gbc",
     "get_score",

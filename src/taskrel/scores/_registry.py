@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import TaskrelInputError
+from ._common import check_probabilities
 
-__all__ = ["ScoreSpec", "register_score", "list_scores", "get_score", "compute_score"]
+__all__ = ["ScoreSpec", "register_score", "list_scores", "get_score", "compute_score",
+           "check_score_inputs"]
 
 #: The input kinds an estimator may declare, in the order its positional arguments take.
 INPUT_KINDS = ("features", "labels", "source_probs", "source_labels", "source_task")
@@ -139,14 +141,10 @@ def _arrays_for(spec: ScoreSpec, task: Any, source: Any) -> list[Any]:
                     f"score {spec.name!r} needs `source_probs` (n x C_s probabilities "
                     f"of the encoder's own head) in the task; {where} has none")
             if kind == "source_probs":
+                check_probabilities(probs, "source_probs")  # the score gets them as given
                 args.append(probs)
             else:
-                p = np.asarray(probs)
-                if p.ndim != 2:
-                    raise TaskrelInputError(
-                        f"`source_probs` must be 2-D (n_samples, n_source_classes); "
-                        f"got shape {p.shape}")
-                args.append(np.argmax(p, axis=1))
+                args.append(np.argmax(check_probabilities(probs, "source_probs"), axis=1))
         elif kind == "source_task":
             if source is None:
                 raise TaskrelInputError(
@@ -191,4 +189,34 @@ def compute_score(name: str, task: Any, *, source: Any = None, **kwargs: Any) ->
         check_device(kwargs["device"])
         if not spec.gpu:
             kwargs = {k: v for k, v in kwargs.items() if k != "device"}
-    return float(spec.func(*_arrays_for(spec, task, source), **kwargs))
+    arrays = check_score_inputs(name, task, source=source)
+    try:
+        value = float(spec.func(*arrays, **kwargs))
+    except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+        raise TaskrelInputError(
+            f"score {name!r} cannot be computed on these features "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); they may be "
+            "constant, collinear or of extreme scale") from None
+    if not np.isfinite(value):
+        raise TaskrelInputError(
+            f"score {name!r} gave {value} on these features, not a finite value; they "
+            "may be constant, collinear or of extreme scale")
+    return value
+
+
+def check_score_inputs(name: str, task: Any, *, source: Any = None) -> list[Any]:
+    """Check that ``task`` (and ``source``) hold what score ``name`` reads, before any
+    work; return its positional arrays.
+
+    ``source_probs`` must be finite, non-negative probabilities with rows summing to
+    1 (within ``PROB_SUM_ATOL``), also for the scores that read only their argmax.
+    """
+    spec = get_score(name)
+    for what, t in (("task", task), ("source", source)):
+        if t is None and what == "source":
+            continue
+        if not all(hasattr(t, a) for a in ("features", "labels")):
+            raise TaskrelInputError(
+                f"`{what}` must be a taskrel.io.Task (load_task(...) or "
+                f"Task(features=..., labels=...)); got {type(t).__name__}")
+    return _arrays_for(spec, task, source)
