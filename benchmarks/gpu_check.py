@@ -5,6 +5,8 @@ Usage::
     python benchmarks/gpu_check.py engine   # task_relatedness, device="cuda" vs "cpu"
     python benchmarks/gpu_check.py w1       # exact / minibatch / Sinkhorn (GPU) W1
     python benchmarks/gpu_check.py scores   # torch scores, cuda vs cpu, n=50k d=2048
+    python benchmarks/gpu_check.py relate   # one reference head, targets of 1k ... 1M rows:
+                                            # batched solver on cuda vs exact on cpu
     python benchmarks/gpu_check.py engine --smoke   # tiny sizes on the CPU (checks the script)
 
 Inputs are generated (10 Gaussian classes, float32); nothing is read from disk.
@@ -47,6 +49,38 @@ def engine() -> None:
         print(f"engine device={device}: {dt:.1f} s bound={r.bound:.4f} "
               f"rrl={r.reweighted_reference_loss:.4f} label={r.label_mismatch:.4f} "
               f"W={r.distribution_mismatch:.4f} L={r.lipschitz:.4f}{extra}", flush=True)
+
+
+def relate() -> None:
+    """Issue 16's engine check: fit the reference once (10k x 1280, 10 classes), then
+    relate targets of 1k ... 1M rows; on cuda the fast recipe runs the batched solver.
+    The exact CPU recipe runs beside it while a target is small enough (<= 10k)."""
+    from taskrel.relatedness import TaskRelatedness
+
+    d = 1280
+    Xr, yr = make_task(10_000 // S, d, seed=1)
+    fitted = {}
+    for device in (GPU, "cpu"):
+        t0 = time.perf_counter()
+        fitted[device] = TaskRelatedness(device=device, seed=0).fit(Xr, yr)
+        print(f"relate fit reference device={device}: {time.perf_counter() - t0:.1f} s",
+              flush=True)
+    for n in (1_000, 10_000, 100_000, 1_000_000):
+        Xt, yt = make_task(n // S, d, seed=2, shift=0.5)
+        bounds = {}
+        for device in (GPU, "cpu") if n <= 10_000 else (GPU,):
+            t0 = time.perf_counter()
+            r = fitted[device].relate(Xt, yt)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            bounds[device] = r.bound
+            print(f"relate n={n // S} device={device} solver="
+                  f"{r.settings.get('solver', r.settings['recipe'])}: "
+                  f"{time.perf_counter() - t0:.2f} s bound={r.bound:.4f}{_peak()}",
+                  flush=True)
+        if len(bounds) == 2:
+            g, c = bounds[GPU], bounds["cpu"]
+            print(f"relate n={n // S} bound rel.diff {GPU} vs cpu: {abs(g - c) / c:.2e}")
 
 
 def w1() -> None:
@@ -120,4 +154,4 @@ def scores() -> None:
 
 
 if __name__ == "__main__":
-    {"engine": engine, "w1": w1, "scores": scores}[sys.argv[1]]()
+    {"engine": engine, "w1": w1, "scores": scores, "relate": relate}[sys.argv[1]]()

@@ -3,7 +3,8 @@
 #   1. task_relatedness with device="cuda" (and "cpu" for comparison) on a moderate task,
 #   2. the W1 estimators on the GPU against exact OT,
 #   3. benchmarks/bench_scaling.py --gpu (n up to 1M) under time caps (270 s in all),
-#   4. logme, h_score, regularized_h_score, knn_accuracy on cuda vs cpu (n=50k, d=2048).
+#   4. logme, h_score, regularized_h_score, knn_accuracy on cuda vs cpu (n=50k, d=2048),
+#   5. one reference head related to targets of 1k ... 1M rows (batched solver on cuda).
 # Run from the repository root:  bash benchmarks/gpu_check.sh
 # Needs numpy, scipy, scikit-learn, torch (CUDA), tqdm and POT. The GPU image has all
 # but POT: first run `bash benchmarks/fetch_gpu_wheels.sh` on a machine with pip, and
@@ -61,4 +62,5 @@ stage "bench_scaling --gpu: W1 (sinkhorn) and LogME" 60 $PY benchmarks/bench_sca
 stage "bench_scaling --gpu: task_relatedness" 100 $PY benchmarks/bench_scaling.py \
   --gpu --ns 1000 10000 100000 1000000 --dims 512 2048 --methods relatedness --run-timeout 40
 stage "scores on cuda vs cpu" 60 $PY benchmarks/gpu_check.py scores
+stage "relate: one head, targets 1k..1M (batched solver)" 150 $PY benchmarks/gpu_check.py relate
 echo; echo "=== done in $(( $(date +%s) - START ))s ==="
