@@ -46,10 +46,11 @@ distances on up to 512 seeded rows a side (exactly the scale taskrel's
 
 Each (case, solver) runs in its own subprocess with ``--threads`` torch/BLAS threads
 (default 1, so two solvers see the same machine): the median wall time of
-``--repeats`` calls (min and max beside it), the value, its relative error against
-exact, and ``rss MB``, the growth of the process's peak resident memory over the
-calls (from /proc; torch's CPU allocations included) or ``cuda MB``, torch's peak
-CUDA allocation.
+``--repeats`` calls (min and max beside it), the median CPU time of the process (all
+its threads; on a machine shared with other jobs it varies less than wall time), the
+value, its relative error against exact, and ``rss MB``, the growth of the process's
+peak resident memory over the calls (from /proc; torch's CPU allocations included)
+or ``cuda MB``, torch's peak CUDA allocation.
 """
 
 from __future__ import annotations
@@ -174,20 +175,21 @@ def child(case: str, name: str, eps: float, diameter: float, epsilon: float,
         rss0 = _status_kb("VmHWM")
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    times, values, warned = [], [], False
+    times, cpus, values, warned = [], [], [], False
     for _ in range(repeats):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             v = solve(X, Y)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
         warned |= any("converge" in str(w.message).lower() for w in caught)
         values.append(v)
     hwm = _status_kb("VmHWM")
     return {
-        "times": times, "values": values, "converged": not warned,
+        "times": times, "cpu_times": cpus, "values": values, "converged": not warned,
         "rss_mb": None if hwm is None or rss0 is None else max(hwm - rss0, 0) / 1024,
         "cuda_mb": (torch.cuda.max_memory_allocated() / 2**20
                     if device.startswith("cuda") else None),
@@ -246,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"epsilon={args.epsilon} (relative), {args.threads} thread(s), "
           f"device={args.device}, repeats={args.repeats}")
-    print("| pair | n | d | solver | median s | min-max s | value | err vs exact "
-          "| conv | rss MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    print("| pair | n | d | solver | median s | min-max s | median cpu s | value "
+          "| err vs exact | conv | rss MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for pair in args.pairs:
             for n in args.ns:
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(row)
                         if "error" in r:
                             print(f"| {pair} | {n} | {d_eff} | {s} | error: {r['error']} "
-                                  "| | | | | |", flush=True)
+                                  "| | | | | | |", flush=True)
                             continue
                         v = float(np.median(r["values"]))
                         if s == "exact":
@@ -283,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                             rss += f" (cuda {r['cuda_mb']:.0f})"
                         print(f"| {pair} | {n} | {d_eff} | {s} | "
                               f"{np.median(r['times']):.2f} | {min(r['times']):.2f}-"
-                              f"{max(r['times']):.2f} | {v:.4f} | {err} | "
+                              f"{max(r['times']):.2f} | {np.median(r['cpu_times']):.2f} | "
+                              f"{v:.4f} | {err} | "
                               f"{'yes' if r['converged'] else 'no'} | {rss} |",
                               flush=True)
     if args.json:
