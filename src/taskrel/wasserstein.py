@@ -199,15 +199,16 @@ def _sinkhorn_divergence(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor,
     """Debiased Sinkhorn divergence with symmetric log-domain updates and eps-scaling.
 
     Kept instead of a library solver on measurements (``benchmarks/bench_sinkhorn.py``,
-    1,000 real EfficientNet-Lite0 features a side, CPU, ``docs/scale.md``): geomloss's
-    ``SamplesLoss("sinkhorn", p=1, debias=True)`` computes the same divergence on a
-    fixed eps schedule with no convergence test, so at ``scaling=0.99`` it matches
-    this solver's error (within 0.02 percentage points of exact W1) but was 3-8x
-    slower on far pairs (where the stopping rule here ends early) and 2.3x faster on
-    near ones, and at ``scaling=0.9`` it was faster but up to 0.6 points less
-    accurate; its tensorized backend needs the full cost matrices (chunking needs
-    KeOps). POT's ``empirical_sinkhorn_divergence`` (no eps-scaling, entropy terms
-    left out) was 3-85x slower and had not converged after its 10,000 iterations.
+    1,000 and 2,000 real EfficientNet-Lite0 features a side, CPU, ``docs/scale.md``):
+    geomloss's ``SamplesLoss("sinkhorn", p=1, debias=True)`` computes the same
+    divergence on a fixed eps schedule with no convergence test, so at
+    ``scaling=0.99`` it came within 0.06 percentage points of this solver's error
+    against exact W1 and was 2.3-4x faster on near pairs but 3-8.5x slower on far
+    ones (where the stopping rule here ends early), and at ``scaling=0.9`` it was
+    faster but up to 0.6 points less accurate; its tensorized backend needs the full
+    cost matrices (chunking needs KeOps). POT's ``empirical_sinkhorn_divergence`` (no
+    eps-scaling, entropy terms left out) was 3-85x slower and had not converged after
+    its 10,000 iterations.
     """
     cap = SINKHORN_MAX_ENTRIES_CUDA if x.device.type == "cuda" else SINKHORN_MAX_ENTRIES
     big = x.shape[0] * y.shape[0] > cap
