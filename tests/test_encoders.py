@@ -149,3 +149,20 @@ def test_hf_adapter_with_a_tiny_random_local_model(tmp_path):
     assert f.shape == (3, 16) and f.dtype == np.float32
     np.testing.assert_array_equal(f, enc.encode(["hello world", "cat",
                                                  "hello cat world cat"]))
+
+
+def test_module_property_is_the_wrapped_model_or_none():
+    from taskrel.encoders import SentenceTransformerEncoder
+
+    class Model:  # the two methods SentenceTransformerEncoder reads
+        max_seq_length = 16
+
+        def get_sentence_embedding_dimension(self):
+            return 4
+
+    model = Model()
+    enc = SentenceTransformerEncoder("stub", model, {})
+    assert enc.module is model and enc.dim == 4
+    assert load_encoder("tfidf_svd").module is None
+    with pytest.raises(AttributeError):
+        enc.module = None  # read-only
