@@ -220,9 +220,11 @@ def _check_target(ds: Any, labels: bool) -> None:
             "needs at least 2")
 
 
-def resolve_reference(reference: Any, modality: str) -> Any:
-    """The reference task: ``reference`` (a Dataset, folder or packaged name) or the
-    first installed of :data:`DEFAULT_REFERENCES` for the target's modality."""
+def resolve_reference(reference: Any, modality: str, *, text_col: str = "text",
+                      label_col: str = "label") -> Any:
+    """The reference task: ``reference`` (a Dataset, folder, CSV/TSV with the target's
+    columns or packaged name) or the first installed of :data:`DEFAULT_REFERENCES`
+    for the target's modality."""
     from .features.datasets import Dataset, list_datasets, load_dataset
 
     if reference is None:
@@ -237,7 +239,7 @@ def resolve_reference(reference: Any, modality: str) -> Any:
     if isinstance(reference, Dataset):
         ds = reference
     else:
-        ds = _dataset_from_path(reference, "text", "label", False, list_datasets(),
+        ds = _dataset_from_path(reference, text_col, label_col, False, list_datasets(),
                                 load_dataset, "--reference")
     if ds.modality != modality:
         raise TaskrelInputError(f"the reference {ds.name!r} holds {ds.modality} inputs "
@@ -248,9 +250,11 @@ def resolve_reference(reference: Any, modality: str) -> Any:
 
 
 def resolve_encoders(encoders: Any, modality: str, *, device: str = "auto",
-                     image_size: int | None = None) -> list[Any]:
+                     image_size: int | None = None,
+                     options: dict[str, Any] | None = None) -> list[Any]:
     """Load every encoder (names, :class:`Encoder` objects or torch modules) and check
-    that it takes the target's modality; names load with ``image_size`` (images)."""
+    that it takes the target's modality; names load with ``image_size`` (images) and
+    ``options`` (e.g. ``{"download": True}`` for the adapters)."""
     from .features.encoders import Encoder, load_encoder
 
     items = encoders.split(",") if isinstance(encoders, str) else list(encoders)
@@ -263,7 +267,7 @@ def resolve_encoders(encoders: Any, modality: str, *, device: str = "auto",
         if isinstance(e, str):
             opts = {"image_size": image_size} if modality == "image" and image_size \
                 and not e.startswith("hf:") else {}
-            enc = load_encoder(e, device=device, **opts)
+            enc = load_encoder(e, device=device, **opts, **(options or {}))
         elif isinstance(e, Encoder):
             enc = e
         else:
@@ -567,7 +571,8 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
          max_reference: int = 2000, max_target: int = 1000, feature_dim: int = 64,
          seed: int = 0, device: str = "auto",
          cache_dir: str | os.PathLike[str] | None | bool = None,
-         skip_unreadable: bool = False, progress: bool = True) -> Ranking:
+         skip_unreadable: bool = False, encoder_options: dict[str, Any] | None = None,
+         progress: bool = True) -> Ranking:
     """Rank candidate encoders for a target task, and say why.
 
     Parameters
@@ -604,6 +609,9 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
         ``~/.cache/taskrel``); False disables both caches.
     skip_unreadable : bool
         Skip unreadable images of an image-folder target instead of failing.
+    encoder_options : dict, optional
+        Passed to :func:`~taskrel.encoders.load_encoder` for every named encoder
+        (``{"download": True}`` lets the ``timm:``/``hf:``/... adapters fetch weights).
     progress : bool
         Progress bars.
 
@@ -626,9 +634,10 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
     check_device(device)
     tgt_ds = resolve_target(target, text_col=text_col, label_col=label_col,
                             labels=labels, skip_unreadable=skip_unreadable)
-    ref_ds = resolve_reference(reference, tgt_ds.modality)
+    ref_ds = resolve_reference(reference, tgt_ds.modality, text_col=text_col,
+                               label_col=label_col)
     encs = resolve_encoders(encoders, tgt_ds.modality, device=device,
-                            image_size=image_size)
+                            image_size=image_size, options=encoder_options)
     cache = None if cache_dir is False else (
         default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))  # type: ignore[arg-type]
     tdesc, rdesc = _describe(tgt_ds, max_target), _describe(ref_ds, max_reference)

@@ -51,6 +51,7 @@ def print_ranking(ranking: Any) -> None:
 
 def _cmd_rank(args: argparse.Namespace) -> int:
     from .._internal.serialize import atomic_write_json, atomic_write_text, csv_text
+    from ..features.encoders import encoder_from_json
     from ..ranking import plot_ranking, rank
 
     for opt in ("json", "csv"):
@@ -65,7 +66,9 @@ def _cmd_rank(args: argparse.Namespace) -> int:
                    image_size=args.image_size or None, max_reference=args.max_reference,
                    max_target=args.max_target, feature_dim=args.feature_dim,
                    seed=args.seed, device=args.device,
-                   skip_unreadable=args.skip_unreadable, progress=not args.quiet)
+                   skip_unreadable=args.skip_unreadable,
+                   encoder_options=encoder_from_json(args.encoder_options)
+                   if args.encoder_options else None, progress=not args.quiet)
     print_ranking(ranking)
     written = []
     if args.json:
@@ -114,6 +117,9 @@ def register(sub: Any) -> None:
     r.add_argument("--encoders", required=True, metavar="A,B,...",
                    help="packaged names (taskrel encoders) or timm:/torchvision:/hf:/"
                    "open_clip: models with local weights")
+    r.add_argument("--encoder-options", metavar="JSON",
+                   help='options for every named encoder, e.g. \'{"download": true}\' '
+                   "to let timm:/hf:/torchvision:/open_clip: fetch weights")
     r.add_argument("--reference", help="packaged dataset or image folder (default: "
                    "fashion_mnist, else digits, for images; 20newsgroups for texts)")
     r.add_argument("--estimators", help="comma-separated score names (default: "
