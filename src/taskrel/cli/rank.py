@@ -43,6 +43,9 @@ def print_ranking(ranking: Any) -> None:
     for r in ranking.rows:
         for e, why in r["not_computed"].items():
             print(f"  not computed: {e} for {r['encoder']}: {why}")
+    for r in ranking.rows:
+        for w in r.get("warnings", []):
+            print(f"  warning: {r['encoder']}: {w}")
     for n in ranking.notes:
         print(f"  note: {n}")
     src = "from the ranking cache" if ranking.from_cache else "computed"
