@@ -171,3 +171,47 @@ def test_explain_names_the_dominant_term_and_w1_extremes():
     assert "closest to the reference's features" in wa
     assert "large label mismatch" in wa and "67% from label mismatch" in wa
     assert "farthest from the reference's features" in wb and "from L x W1" in wb
+
+
+def test_python_api_label_free_with_a_torch_module(tmp_path):
+    import torch
+
+    import taskrel
+    from taskrel.data import from_arrays
+
+    X, y = _digit_arrays(200)
+    ds = from_arrays(X, y, name="digits200")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(2),
+                              torch.nn.Flatten())
+    r = taskrel.rank(ds, [net, "effnet_lite0_random"], labels=False, reference="digits",
+                     image_size=32, max_reference=300, device="cpu",
+                     cache_dir=tmp_path / "c", progress=False)
+    assert isinstance(r, taskrel.Ranking) and len(r.rows) == 2
+    assert r.voters == ("task_relatedness",)
+    for row in r.rows:
+        assert "label-free" in row["not_computed"]["logme"]
+        assert np.isfinite(row["terms"]["bound"]) and row["why"]
+    assert {row["encoder"].split(":")[0] for row in r.rows} == {"module",
+                                                                 "effnet_lite0_random"}
+
+
+def _digit_arrays(n):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    img = (X[:n].reshape(-1, 8, 8) * 255 / 16).astype(np.uint8)
+    return np.kron(img, np.ones((1, 4, 4), np.uint8)), y[:n]
+
+
+def test_remote_model_without_local_weights_fails_within_10_s(monkeypatch):
+    import time
+
+    from taskrel.encoders import load_encoder
+    from taskrel.exceptions import TaskrelInputError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    t0 = time.perf_counter()
+    with pytest.raises(TaskrelInputError, match="no local weights.*download=True"):
+        load_encoder("hf:no-such-org/no-such-model", device="cpu")
+    assert time.perf_counter() - t0 < 10.0

@@ -54,15 +54,17 @@ def print_ranking(ranking: Any) -> None:
 
 def _cmd_rank(args: argparse.Namespace) -> int:
     from .._internal.serialize import atomic_write_json, atomic_write_text, csv_text
+    from ..exceptions import TaskrelInputError
     from ..features.encoders import encoder_from_json
     from ..ranking import plot_ranking, rank
 
+    # Output paths are checked before any work, not after minutes of encoding.
     for opt in ("json", "csv"):
         p = getattr(args, opt)
         if p is not None and Path(p).is_dir():
-            from ..exceptions import TaskrelInputError
-
             raise TaskrelInputError(f"`--{opt}` must be a file path; {p!r} is a folder")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise TaskrelInputError(f"`--out` must be a folder; {args.out!r} is a file")
     ranking = rank(args.target, args.encoders, reference=args.reference,
                    estimators=args.estimators, labels=not args.no_labels,
                    text_col=args.text_col, label_col=args.label_col,
