@@ -13,6 +13,8 @@ from .heads import LinearHead as LinearHead
 from .heads import train_linear_head as train_linear_head
 from .io import load_task as load_task
 from .probe import linear_probe as linear_probe
+from .ranking import Ranking as Ranking
+from .ranking import rank as rank
 from .relatedness import auto_tau as auto_tau
 from .relatedness import task_relatedness as task_relatedness
 from .result import ProbeResult as ProbeResult
@@ -25,10 +27,12 @@ __all__ = [
     "ConvergenceWarning",
     "LinearHead",
     "ProbeResult",
+    "Ranking",
     "RelatednessResult",
     "TaskrelInputError",
     "auto_tau",
     "linear_probe",
+    "rank",
     "load_task",
     "task_relatedness",
     "train_linear_head",

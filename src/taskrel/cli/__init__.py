@@ -16,6 +16,7 @@ from typing import NoReturn
 from ..exceptions import TaskrelInputError
 from . import experiments as cli_experiments
 from . import extract as cli_extract
+from . import rank as cli_rank
 from . import relate as cli_relate
 from . import reproduce as cli_reproduce
 from . import scores as cli_scores
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (cli_relate, cli_experiments, cli_extract, cli_scores, cli_reproduce):
+    for module in (cli_rank, cli_relate, cli_experiments, cli_extract, cli_scores,
+                   cli_reproduce):
         module.register(sub)
     return p
 

@@ -1,6 +1,18 @@
 """Adapters to other model libraries (timm, torchvision, transformers, open_clip).
 
-Each needs its own package (and usually internet access for the weights).
+Each needs its own package. None of them touches the network unless asked
+(``download=True``): weights come from a local file or folder, or from the library's
+own cache, and a missing one fails at once with a :class:`TaskrelInputError` that says
+how to point the adapter at local weights.
+
+- ``hf:NAME``: NAME a local folder, or a model in the Hugging Face cache
+  (``local_files_only=True``);
+- ``timm:NAME``: ``weights=PATH`` (a checkpoint file), or ``download=True``
+  (set ``HF_HUB_OFFLINE=1`` to use the Hugging Face cache only);
+- ``torchvision:NAME``: ``weights=PATH``, or the file already in torch's hub cache
+  (``$TORCH_HOME/hub/checkpoints``);
+- ``open_clip:ARCH/TAG``: TAG (or ``weights=``) a local checkpoint file, or
+  ``download=True``.
 """
 
 from __future__ import annotations
@@ -18,11 +30,30 @@ from .text import HFTextEncoder, SentenceTransformerEncoder
 __all__ = ["timm_encoder", "torchvision_encoder", "open_clip_encoder", "hf_encoder"]
 
 
+def _offline(prefix: str, name: str, how: str) -> TaskrelInputError:
+    return TaskrelInputError(
+        f"{prefix}:{name}: no local weights (taskrel does not download by default); "
+        f"{how}, or pass download=True (--encoder-options '{{\"download\": true}}') "
+        "on a machine with internet")
+
+
 def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
-                 image_size: int | None = None) -> Encoder:
-    """``timm:NAME``: a timm model's pre-logits features and its linear classifier."""
+                 image_size: int | None = None, weights: str | None = None,
+                 download: bool = False) -> Encoder:
+    """``timm:NAME``: a timm model's pre-logits features and its linear classifier.
+
+    Pretrained weights come from ``weights`` (a local checkpoint file) or, with
+    ``download=True``, from timm's sources (the Hugging Face cache first)."""
     timm = require("timm", "pip install timm")
-    net = timm.create_model(name, pretrained=pretrained)
+    kw: dict[str, Any] = {}
+    if pretrained and weights is not None:
+        if not Path(weights).is_file():
+            raise TaskrelInputError(f"timm:{name}: `weights` {weights!r} is not a file")
+        kw["pretrained_cfg_overlay"] = {"file": str(weights)}
+    elif pretrained and not download:
+        raise _offline("timm", name, "pass weights=/path/to/checkpoint "
+                       "(--encoder-options '{\"weights\": \"...\"}')")
+    net = timm.create_model(name, pretrained=pretrained, **kw)
     cfg = timm.data.resolve_data_config({}, model=net)
     size = int(image_size or cfg["input_size"][-1])
     feats = _TimmFeatures(net)
@@ -35,7 +66,7 @@ def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
                              image_size=size, mean=cfg["mean"], std=cfg["std"],
                              device=device, center_crop=float(cfg.get("crop_pct", 1.0)),
                              key={"timm": package_version("timm"),
-                                  "pretrained": pretrained})
+                                  "pretrained": pretrained, "weights": weights})
 
 
 def _TimmFeatures(net: Any) -> Any:  # noqa: N802 - builds a module
@@ -52,14 +83,40 @@ def _TimmFeatures(net: Any) -> Any:  # noqa: N802 - builds a module
     return TimmFeatures(net)
 
 
+def _torchvision_net(tv: Any, name: str, pretrained: bool, weights: str | None,
+                     download: bool) -> Any:
+    """The model, its weights from ``weights``, torch's hub cache or (``download``) the
+    network; never the network otherwise."""
+    import torch
+
+    if not pretrained:
+        return tv.models.get_model(name, weights=None)
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise TaskrelInputError(
+                f"torchvision:{name}: `weights` {weights!r} is not a file")
+        net = tv.models.get_model(name, weights=None)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return net
+    url = tv.models.get_model_weights(name).DEFAULT.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not cached.is_file() and not download:
+        raise _offline("torchvision", name, f"put the weights file at {cached} or pass "
+                       "weights=/path/to/state_dict.pth")
+    return tv.models.get_model(name, weights="DEFAULT")
+
+
 def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
-                        image_size: int | None = None) -> Encoder:
-    """``torchvision:NAME``: the model with its last ``nn.Linear`` split off as the head."""
+                        image_size: int | None = None, weights: str | None = None,
+                        download: bool = False) -> Encoder:
+    """``torchvision:NAME``: the model with its last ``nn.Linear`` split off as the head.
+
+    Pretrained weights come from ``weights`` (a local state-dict file), torch's hub
+    cache, or, with ``download=True``, the network."""
     import torch.nn as nn
 
     tv = require("torchvision", "pip install torchvision")
-    weights = "DEFAULT" if pretrained else None
-    net = tv.models.get_model(name, weights=weights)
+    net = _torchvision_net(tv, name, pretrained, weights, download)
     mean, std, size, crop = IMAGENET_MEAN, IMAGENET_STD, 224, 224 / 256
     if pretrained:
         t = tv.models.get_model_weights(name).DEFAULT.transforms()
@@ -80,17 +137,25 @@ def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "au
                              image_size=int(image_size or size), mean=mean, std=std,
                              device=device, center_crop=crop,
                              key={"torchvision": package_version("torchvision"),
-                                  "pretrained": pretrained})
+                                  "pretrained": pretrained, "weights": weights})
 
 
 def open_clip_encoder(name: str, *, pretrained: str | bool = True,
-                      device: str = "auto", image_size: int | None = None) -> Encoder:
-    """``open_clip:ARCH[/TAG]``: the image tower of an OpenCLIP model (no head)."""
+                      device: str = "auto", image_size: int | None = None,
+                      weights: str | None = None, download: bool = False) -> Encoder:
+    """``open_clip:ARCH[/TAG]``: the image tower of an OpenCLIP model (no head).
+
+    TAG (or ``weights``) may be a local checkpoint file; a named tag needs
+    ``download=True`` (open_clip fetches it, or reads its cache)."""
     import torch.nn as nn
 
     oc = require("open_clip", "pip install open_clip_torch")
     arch, _, tag = name.partition("/")
     tag_arg = (tag or "openai") if pretrained is True else (pretrained or None)
+    if weights is not None:
+        tag_arg = weights
+    if tag_arg and not Path(str(tag_arg)).is_file() and not download:
+        raise _offline("open_clip", name, "pass ARCH/PATH or weights=/path/to/checkpoint")
     model, _, pre = oc.create_model_and_transforms(arch, pretrained=tag_arg)
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple)
                else model.visual.image_size)
@@ -115,9 +180,10 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
 
 
 def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
-               pretrained: bool = True) -> Encoder:
+               pretrained: bool = True, download: bool = False) -> Encoder:
     """``hf:NAME``: a sentence-transformers folder (one with ``modules.json``), else a
-    transformers model with masked mean pooling (:class:`HFTextEncoder`)."""
+    transformers model with masked mean pooling (:class:`HFTextEncoder`), read from a
+    local folder or the Hugging Face cache (``download=True`` allows the network)."""
     from ..._internal.devices import resolve_device
 
     dev = resolve_device(device)
@@ -129,11 +195,19 @@ def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
             "sentence-transformers": package_version("sentence-transformers")},
             max_seq_length=max_seq_length)
     tr = require("transformers", "pip install transformers")
-    tok = tr.AutoTokenizer.from_pretrained(name)
-    if pretrained:
-        model = tr.AutoModel.from_pretrained(name)
-    else:
-        model = tr.AutoModel.from_config(tr.AutoConfig.from_pretrained(name))
+    local = {} if download else {"local_files_only": True}
+    try:
+        tok = tr.AutoTokenizer.from_pretrained(name, **local)
+        if pretrained:
+            model = tr.AutoModel.from_pretrained(name, **local)
+        else:
+            model = tr.AutoModel.from_config(tr.AutoConfig.from_pretrained(name, **local))
+    except (OSError, ValueError) as exc:
+        if download:
+            raise TaskrelInputError(f"hf:{name}: {str(exc).splitlines()[0]}") from None
+        raise _offline("hf", name, "pass a local folder (hf:/path/to/model), or load it "
+                       "once with internet so it is in the Hugging Face cache "
+                       "(then HF_HUB_OFFLINE=1 keeps it offline)") from None
     return HFTextEncoder(f"hf:{name}", tok, model.to(dev), dev,
                          {"transformers": package_version("transformers"),
                           "pretrained": pretrained}, max_seq_length)

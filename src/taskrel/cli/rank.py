@@ -1,0 +1,151 @@
+"""``taskrel rank``: which of my encoders for my data, and why (:func:`taskrel.rank`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "print_ranking"]
+
+
+def _cell(v: Any, r: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3g} (#{r})" if r is not None else f"{v:.3g}"
+
+
+def print_ranking(ranking: Any) -> None:
+    """The ranked table, the "why" lines, the legend and the notes."""
+    est = list(ranking.estimators)
+    head = ["#", "encoder", "consensus"] + est + ["ref.loss", "labels", "L x W1"]
+    lines = []
+    for r in ranking.rows:
+        t = r.get("terms") or {}
+        lines.append([str(r["position"]), r["encoder"], f"{r['consensus_rank']:.2f}"]
+                     + [_cell(r["values"][e], r["ranks"].get(e)) for e in est]
+                     + [_cell(t.get(k), None) for k in
+                        ("reweighted_reference_loss", "label_mismatch", "lipschitz_x_w1")])
+    w = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+    tgt, ref = ranking.target, ranking.reference
+    print(f"target {tgt['name']} ({tgt['modality']}, {tgt['rows']} training rows, "
+          f"{tgt['classes']} classes); reference {ref['name']} ({ref['rows']} rows)")
+    print("  ".join(h.ljust(w[i]) if i < 2 else h.rjust(w[i]) for i, h in enumerate(head)))
+    for line in lines:
+        print("  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i])
+                        for i, c in enumerate(line)))
+    print("\nwhy:")
+    for r in ranking.rows:
+        print(f"  {r['position']}. {r['encoder']}: {r['why']}")
+    print("\nlegend:")
+    for line in ranking.legend():
+        print(f"  {line}")
+    for r in ranking.rows:
+        for e, why in r["not_computed"].items():
+            print(f"  not computed: {e} for {r['encoder']}: {why}")
+    for r in ranking.rows:
+        for w in r.get("warnings", []):
+            print(f"  warning: {r['encoder']}: {w}")
+    for n in ranking.notes:
+        print(f"  note: {n}")
+    src = "from the ranking cache" if ranking.from_cache else "computed"
+    print(f"({src} in {ranking.seconds:.1f} s)")
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+    from .._internal.serialize import atomic_write_json, atomic_write_text, csv_text
+    from ..exceptions import TaskrelInputError
+    from ..features.encoders import encoder_from_json
+    from ..ranking import plot_ranking, rank
+
+    # Output paths are checked before any work, not after minutes of encoding.
+    for opt in ("json", "csv"):
+        p = getattr(args, opt)
+        if p is not None and Path(p).is_dir():
+            raise TaskrelInputError(f"`--{opt}` must be a file path; {p!r} is a folder")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise TaskrelInputError(f"`--out` must be a folder; {args.out!r} is a file")
+    ranking = rank(args.target, args.encoders, reference=args.reference,
+                   estimators=args.estimators, labels=not args.no_labels,
+                   text_col=args.text_col, label_col=args.label_col,
+                   image_size=args.image_size or None, max_reference=args.max_reference,
+                   max_target=args.max_target, feature_dim=args.feature_dim,
+                   seed=args.seed, device=args.device,
+                   skip_unreadable=args.skip_unreadable,
+                   encoder_options=encoder_from_json(args.encoder_options)
+                   if args.encoder_options else None, progress=not args.quiet)
+    print_ranking(ranking)
+    written = []
+    if args.json:
+        atomic_write_json(args.json, ranking.to_dict())
+        written.append(args.json)
+    if args.csv:
+        atomic_write_text(args.csv, csv_text(_flat(ranking)))
+        written.append(args.csv)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out / "ranking.json", ranking.to_dict())
+        atomic_write_text(out / "ranking.csv", csv_text(_flat(ranking)))
+        written += [str(out / "ranking.json"), str(out / "ranking.csv")]
+        written += [str(p) for p in plot_ranking(ranking, out)]
+    if written:
+        print("wrote " + ", ".join(written))
+    return 0
+
+
+def _flat(ranking: Any) -> list[dict[str, Any]]:
+    rows = []
+    for r in ranking.rows:
+        row = {"position": r["position"], "encoder": r["encoder"],
+               "consensus_rank": r["consensus_rank"]}
+        for e in ranking.estimators:
+            row[e] = r["values"][e]
+            row[f"{e}_rank"] = r["ranks"].get(e)
+        row.update({f"tr_{k}": v for k, v in (r.get("terms") or {}).items()})
+        row["why"] = r["why"]
+        rows.append(row)
+    return rows
+
+
+def register(sub: Any) -> None:
+    """Add ``rank`` to the ``taskrel`` subcommands."""
+    from ..ranking import DEFAULT_ESTIMATORS
+
+    r = sub.add_parser(
+        "rank", help="rank candidate encoders for your data, and say why",
+        description="Which of my encoders should I fine-tune on this data, and why? "
+        "Extracts features (cached), computes the estimators and task-relatedness "
+        "against a reference task, and prints a ranked table with a consensus rank "
+        "and a one-line reason per encoder.")
+    r.add_argument("target", help="image folder (one sub-folder per class), CSV/TSV of "
+                   "texts and labels, or a packaged dataset name (taskrel datasets)")
+    r.add_argument("--encoders", required=True, metavar="A,B,...",
+                   help="packaged names (taskrel encoders) or timm:/torchvision:/hf:/"
+                   "open_clip: models with local weights")
+    r.add_argument("--encoder-options", metavar="JSON",
+                   help='options for every named encoder, e.g. \'{"download": true}\' '
+                   "to let timm:/hf:/torchvision:/open_clip: fetch weights")
+    r.add_argument("--reference", help="packaged dataset or image folder (default: "
+                   "fashion_mnist, else digits, for images; 20newsgroups for texts)")
+    r.add_argument("--estimators", help="comma-separated score names (default: "
+                   f"{','.join(DEFAULT_ESTIMATORS)}, the committed benchmark's best)")
+    r.add_argument("--no-labels", action="store_true",
+                   help="label-free mode: target labels unused (pseudo-labels)")
+    r.add_argument("--text-col", default="text", help="text column of a CSV/TSV target")
+    r.add_argument("--label-col", default="label", help="label column of a CSV/TSV target")
+    r.add_argument("--image-size", type=int, default=64,
+                   help="input size of image encoders (default 64; 0 = native)")
+    r.add_argument("--max-reference", type=int, default=2000)
+    r.add_argument("--max-target", type=int, default=1000)
+    r.add_argument("--feature-dim", type=int, default=64,
+                   help="project features on the reference's top principal directions")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    r.add_argument("--skip-unreadable", action="store_true",
+                   help="skip unreadable images instead of failing")
+    r.add_argument("--json", metavar="OUT.json", help="write the ranking as JSON")
+    r.add_argument("--csv", metavar="OUT.csv", help="write the ranking as CSV")
+    r.add_argument("--out", metavar="DIR",
+                   help="write ranking.json, ranking.csv, ranking.png, decomposition.png")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_rank)

@@ -1,0 +1,755 @@
+r"""``taskrel.rank``: which of my encoders should I fine-tune on my data, and why?
+
+:func:`rank` takes a target task (an image folder with one sub-folder per class, a
+CSV/TSV of texts and labels, a packaged dataset name or a
+:class:`~taskrel.features.datasets.Dataset`) and a few candidate encoders, and returns
+a :class:`Ranking`: one row per encoder with each estimator's value and rank, the
+consensus rank, task-relatedness's three terms and a one-line "why".
+
+How a ranking is made, stage by stage (each stage is a function of the layers below):
+
+1. **Inputs checked before any encoder runs**: the target (at least 2 classes with 2
+   training rows each, unless ``labels=False``; no unreadable image), the reference,
+   the estimator names, the device, and every encoder (loaded, so an unknown name or
+   a remote model without local weights fails here, in one line).
+2. **Features** of the target's and the reference's training rows through
+   :func:`taskrel.features.extract.extract_task` (cached on disk, resumable), capped at
+   ``max_target`` / ``max_reference`` rows, and projected on the reference's top
+   ``feature_dim`` principal directions (the committed benchmark's setting).
+3. **Estimators** on the target's training rows (:func:`taskrel.scores.compute_score`);
+   task-relatedness (:func:`taskrel.task_relatedness`) against the reference gives the
+   bound and its terms. An estimator that does not apply (LEEP without the encoder's
+   own classifier head, any labelled score with ``labels=False``) is reported with the
+   reason, never guessed.
+4. **Ranks**: per estimator, 1 = predicted best, oriented by the score's
+   ``higher_is_better``; equal values keep the order the encoders were given (stable).
+   The consensus is the mean rank over the *voting* estimators: those computed for
+   every encoder, except :data:`EXPLAIN_ONLY` (task-relatedness, shown for its
+   explanation: it trails the benchmark's zoo selection). Equal consensus ranks are
+   broken by :data:`LEAD_ESTIMATOR`'s rank, then by the given order.
+5. **Why**: :func:`explain` turns the numbers into a short sentence by fixed rules.
+
+A rerun with the same inputs is instant: the rows are cached under
+``<cache_dir>/rankings/<key>.json`` (written atomically), where ``<key>`` hashes the
+target's and the reference's content fingerprints, the encoders' cache keys, the
+estimators, the options and the taskrel version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._internal.serialize import atomic_write_json
+from .exceptions import TaskrelInputError
+
+__all__ = ["rank", "Ranking", "resolve_target", "resolve_reference", "resolve_encoders",
+           "consensus_ranks", "explain", "plot_ranking", "DEFAULT_ESTIMATORS",
+           "EXPLAIN_ONLY", "LEAD_ESTIMATOR", "DEFAULT_REFERENCES"]
+
+#: The default estimators: the committed benchmark's best (docs/results/*/report.md).
+#: On vision, LEEP, LogME, H-score and PACTran picked the best encoder for every target
+#: (zoo regret 0, fine-tuning and linear-probe truth); on text PACTran had the lowest
+#: regret (0.038), LogME the next (0.107). task_relatedness is always added for its
+#: explanation (its three terms). The ablation issue will revise this one constant.
+DEFAULT_ESTIMATORS: tuple[str, ...] = ("pactran_gaussian", "logme", "h_score", "leep",
+                                       "task_relatedness")
+#: Estimators shown but not counted in the consensus (task-relatedness trails the
+#: benchmark's zoo selection: regret 0.49 on vision, 0.17 on text).
+EXPLAIN_ONLY: frozenset[str] = frozenset({"task_relatedness"})
+#: Breaks ties of the consensus: the one estimator best on both benchmarks.
+LEAD_ESTIMATOR = "pactran_gaussian"
+#: The reference task per modality when none is given (the benchmark's references).
+DEFAULT_REFERENCES: dict[str, tuple[str, ...]] = {
+    "image": ("fashion_mnist", "digits"),  # digits when Fashion-MNIST is not installed
+    "text": ("20newsgroups",),
+}
+_FORMAT = 2
+_TERMS = ("bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
+          "distribution_mismatch", "reference_accuracy", "transformed_accuracy",
+          "pseudo_label_accuracy", "tau")
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The answer of :func:`rank`.
+
+    Attributes
+    ----------
+    rows : tuple of dict
+        One per encoder, best first: ``encoder``, ``position``, ``consensus_rank``,
+        ``values`` / ``ranks`` (per estimator; None where not computed),
+        ``not_computed`` (estimator -> reason), ``warnings`` (what the estimators
+        warned, one line each), ``terms`` (task-relatedness: bound,
+        reweighted_reference_loss, label_mismatch, lipschitz, distribution_mismatch,
+        lipschitz_x_w1, reference_accuracy, ...) and ``why``.
+    estimators : tuple of str
+        In the order given.
+    voters : tuple of str
+        The estimators the consensus averages.
+    directions : dict
+        Estimator -> ``"higher is better"`` or ``"lower is better"``.
+    target, reference : dict
+        Name, modality, rows used, classes, content fingerprint.
+    options : dict
+        Every setting that changes the numbers.
+    seconds : float
+        Wall time of this call.
+    from_cache : bool
+        Whether the rows came from the ranking cache.
+    """
+
+    rows: tuple[dict[str, Any], ...]
+    estimators: tuple[str, ...]
+    voters: tuple[str, ...]
+    directions: dict[str, str]
+    target: dict[str, Any]
+    reference: dict[str, Any]
+    options: dict[str, Any]
+    seconds: float = 0.0
+    from_cache: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def best(self) -> str:
+        """The encoder ranked first."""
+        return str(self.rows[0]["encoder"])
+
+    def legend(self) -> list[str]:
+        """What the columns mean and which way is better (printed under the table)."""
+        lines = [f"{e}: {self.directions[e]}" + ("" if e in self.voters else
+                                                  " (shown, does not vote)")
+                 for e in self.estimators]
+        lines += [
+            "rank: 1 = predicted best by that estimator; equal values keep the given "
+            "encoder order",
+            f"consensus: mean rank over {', '.join(self.voters) or '-'}; ties broken by "
+            f"{LEAD_ESTIMATOR} (best on both committed benchmarks), then the given order",
+            "bound = ref.loss + labels + L x W1: task-relatedness's upper bound on the "
+            "target loss (nats), lower = more related",
+        ]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (the ``--json`` output)."""
+        return {"ranking": [dict(r) for r in self.rows], "estimators": list(self.estimators),
+                "voters": list(self.voters), "lead_estimator": LEAD_ESTIMATOR,
+                "directions": dict(self.directions), "legend": self.legend(),
+                "target": self.target, "reference": self.reference,
+                "options": self.options, "seconds": self.seconds,
+                "from_cache": self.from_cache, "notes": list(self.notes)}
+
+
+# ---------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------
+def resolve_target(target: Any, *, text_col: str = "text", label_col: str = "label",
+                   labels: bool = True, skip_unreadable: bool = False) -> Any:
+    """The target as a :class:`~taskrel.features.datasets.Dataset`, checked.
+
+    ``target`` is a Dataset, an image folder (one sub-folder per class), a CSV/TSV
+    file (``text_col``, ``label_col``) or a packaged dataset name. With ``labels``
+    the target needs at least 2 classes with 2 training rows each. An unreadable
+    image is an error unless ``skip_unreadable``.
+    """
+    from .features.datasets import Dataset, list_datasets, load_dataset
+
+    if isinstance(target, Dataset):
+        ds = target
+    elif isinstance(target, (str, os.PathLike)):
+        ds = _dataset_from_path(target, text_col, label_col, skip_unreadable,
+                                list_datasets(), load_dataset, "TARGET")
+    else:
+        raise TaskrelInputError(f"`target` must be a Dataset, a folder, a CSV/TSV file "
+                                f"or a dataset name; got {type(target).__name__}")
+    _check_target(ds, labels)
+    return ds
+
+
+def _dataset_from_path(spec: Any, text_col: str, label_col: str, skip_unreadable: bool,
+                       names: list[str], load: Any, what: str) -> Any:
+    from .features.datasets import from_image_folder, from_table
+
+    p = Path(spec)
+    if p.is_dir():
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            ds = from_image_folder(p)
+        skipped = int(ds.meta.get("skipped", 0))
+        if skipped and not skip_unreadable:
+            raise TaskrelInputError(
+                f"{what} folder {str(p)!r} has {skipped} unreadable image file(s); fix or "
+                "remove them, or pass --skip-unreadable")
+        return ds
+    if p.is_file():
+        return from_table(p, text_col, label_col)
+    if str(spec) in names:
+        return load(str(spec))
+    raise TaskrelInputError(
+        f"{what} must be an image folder, a CSV/TSV file or a packaged dataset "
+        f"({', '.join(names)}); got {str(spec)!r}, which is none of these")
+
+
+def _check_target(ds: Any, labels: bool) -> None:
+    n = len(ds.y_train)
+    if n < 4:
+        raise TaskrelInputError(f"target {ds.name!r} has {n} training row(s); ranking "
+                                "needs at least 4")
+    if not labels:
+        return
+    counts = np.bincount(np.asarray(ds.y_train), minlength=ds.n_classes)
+    present = np.flatnonzero(counts)
+    if present.size < 2:
+        raise TaskrelInputError(
+            f"target {ds.name!r} has {present.size} class(es) "
+            f"({', '.join(ds.class_names) or '-'}); ranking with labels needs at least "
+            "2 (or use --no-labels)")
+    thin = [ds.class_names[i] for i in present if counts[i] < 2]
+    if thin:
+        raise TaskrelInputError(
+            f"target {ds.name!r}: class(es) {thin[:5]} have 1 training row; every class "
+            "needs at least 2")
+
+
+def resolve_reference(reference: Any, modality: str, *, text_col: str = "text",
+                      label_col: str = "label") -> Any:
+    """The reference task: ``reference`` (a Dataset, folder, CSV/TSV with the target's
+    columns or packaged name) or the first installed of :data:`DEFAULT_REFERENCES`
+    for the target's modality."""
+    from .features.datasets import Dataset, list_datasets, load_dataset
+
+    if reference is None:
+        errors = []
+        for name in DEFAULT_REFERENCES[modality]:
+            try:
+                return load_dataset(name)
+            except TaskrelInputError as exc:
+                errors.append(f"{name}: {exc}")
+        raise TaskrelInputError(f"no default {modality} reference is installed "
+                                f"({'; '.join(errors)}); pass --reference")
+    if isinstance(reference, Dataset):
+        ds = reference
+    else:
+        ds = _dataset_from_path(reference, text_col, label_col, False, list_datasets(),
+                                load_dataset, "--reference")
+    if ds.modality != modality:
+        raise TaskrelInputError(f"the reference {ds.name!r} holds {ds.modality} inputs "
+                                f"but the target holds {modality} inputs")
+    if np.unique(ds.y_train).size < 2:
+        raise TaskrelInputError(f"the reference {ds.name!r} needs at least 2 classes")
+    return ds
+
+
+def resolve_encoders(encoders: Any, modality: str, *, device: str = "auto",
+                     image_size: int | None = None,
+                     options: dict[str, Any] | None = None) -> list[Any]:
+    """Load every encoder (names, :class:`Encoder` objects or torch modules) and check
+    that it takes the target's modality; names load with ``image_size`` (images) and
+    ``options`` (e.g. ``{"download": True}`` for the adapters)."""
+    from .features.encoders import Encoder, load_encoder
+
+    items = encoders.split(",") if isinstance(encoders, str) else list(encoders)
+    items = [e.strip() if isinstance(e, str) else e for e in items]
+    if not items or any(e == "" for e in items):
+        raise TaskrelInputError(f"`encoders` must name at least one encoder; got "
+                                f"{encoders!r}")
+    out = []
+    for e in items:
+        if isinstance(e, str):
+            opts = {"image_size": image_size} if modality == "image" and image_size \
+                and not e.startswith("hf:") else {}
+            enc = load_encoder(e, device=device, **opts, **(options or {}))
+        elif isinstance(e, Encoder):
+            enc = e
+        else:
+            enc = _module_encoder(e, device, image_size or 224)
+        if enc.modality != modality:
+            raise TaskrelInputError(f"encoder {enc.name!r} takes {enc.modality} inputs "
+                                    f"but the target holds {modality} inputs")
+        out.append(enc)
+    names = [enc.name for enc in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise TaskrelInputError(f"`encoders` lists {dup} more than once")
+    return out
+
+
+def _module_encoder(module: Any, device: str, image_size: int) -> Any:
+    """Wrap a torch module (images -> features) as an encoder; its weights' SHA-256
+    is its cache identity."""
+    try:
+        import torch
+    except ImportError:
+        raise TaskrelInputError("an encoder object needs torch") from None
+    if not isinstance(module, torch.nn.Module):
+        raise TaskrelInputError(f"an encoder must be a name, an Encoder or a torch "
+                                f"module; got {type(module).__name__}")
+    from .features.encoders import TorchImageEncoder
+    from .features.encoders.image import IMAGENET_MEAN, IMAGENET_STD
+
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    module.eval()
+    with torch.no_grad():
+        dim = int(module(torch.zeros(1, 3, image_size, image_size)).reshape(1, -1).shape[1])
+    name = f"module:{type(module).__name__}:{h.hexdigest()[:12]}"
+    return TorchImageEncoder(name, module, None, dim=dim, image_size=image_size,
+                             mean=IMAGENET_MEAN, std=IMAGENET_STD, device=device,
+                             key={"weights_sha256": h.hexdigest()[:32]})
+
+
+def _check_estimators(estimators: Sequence[str] | str | None) -> tuple[str, ...]:
+    from .scores import get_score
+
+    if estimators is None:
+        return DEFAULT_ESTIMATORS
+    items = estimators.split(",") if isinstance(estimators, str) else list(estimators)
+    names = tuple(get_score(str(e).strip()).name for e in items if str(e).strip())
+    if not names:
+        raise TaskrelInputError(f"`estimators` must name at least one score; got "
+                                f"{estimators!r}")
+    if len(set(names)) != len(names):
+        raise TaskrelInputError(f"`estimators` lists a score twice: {list(names)}")
+    return names
+
+
+def _check_int(name: str, v: Any, low: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise TaskrelInputError(f"`{name}` must be an int >= {low}; got {v!r}")
+    return int(v)
+
+
+# ---------------------------------------------------------------------------------
+# ranks and explanations
+# ---------------------------------------------------------------------------------
+def consensus_ranks(values: dict[str, dict[str, float | None]], encoders: Sequence[str],
+                    higher_is_better: dict[str, bool], voters: Sequence[str],
+                    lead: str | None = LEAD_ESTIMATOR
+                    ) -> tuple[dict[str, dict[str, int | None]], dict[str, float], list[str]]:
+    """Per-estimator ranks, the consensus (mean voter rank) and the final order.
+
+    Parameters
+    ----------
+    values : dict
+        ``values[encoder][estimator]``, None where not computed.
+    encoders : sequence of str
+        The given order (breaks every remaining tie: stable).
+    higher_is_better : dict
+        Direction per estimator.
+    voters : sequence of str
+        Estimators the consensus averages (each must have a value for every encoder).
+    lead : str, optional
+        The estimator whose rank breaks consensus ties.
+
+    Returns
+    -------
+    ranks, consensus, order
+
+    Examples
+    --------
+    >>> v = {"a": {"x": 1.0, "y": 5.0}, "b": {"x": 2.0, "y": 4.0}}
+    >>> r, c, order = consensus_ranks(v, ["a", "b"], {"x": True, "y": False}, ["x", "y"])
+    >>> r["b"], c["b"], order
+    ({'x': 1, 'y': 1}, 1.0, ['b', 'a'])
+    """
+    ests = {e for enc in encoders for e in values[enc]}
+    ranks: dict[str, dict[str, int | None]] = {enc: {} for enc in encoders}
+    for est in sorted(ests):
+        have = [enc for enc in encoders if values[enc].get(est) is not None]
+        sign = -1.0 if higher_is_better[est] else 1.0
+        ordered = sorted(have, key=lambda enc: sign * float(values[enc][est]))  # stable
+        for i, enc in enumerate(ordered):
+            ranks[enc][est] = i + 1
+        for enc in encoders:
+            ranks[enc].setdefault(est, None)
+    cons = {enc: float(np.mean([ranks[enc][v] for v in voters])) if voters else
+            float("nan") for enc in encoders}
+    pos = {enc: i for i, enc in enumerate(encoders)}
+    big = len(encoders) + 1
+
+    def key(enc: str) -> tuple[float, int, int]:
+        lr = ranks[enc].get(lead) if lead else None
+        c = cons[enc] if not math.isnan(cons[enc]) else big
+        return (c, lr if lr is not None else big, pos[enc])
+
+    return ranks, cons, sorted(encoders, key=key)
+
+
+def explain(row: dict[str, Any], rows: Sequence[dict[str, Any]], *,
+            n_reference_classes: int, voters: Sequence[str]) -> str:
+    """A one-line, rule-based "why" for one encoder's row among all rows.
+
+    Rules, in order (each adds a clause when it fires):
+
+    1. agreement: "all N estimators rank it k-th", else "estimators rank it a-b";
+    2. the reference head (trained on the encoder's reference features): "reference
+       head near chance (acc x)" when below twice chance, "best reference-head accuracy"
+       when the highest among several encoders;
+    3. the distribution mismatch W1: "closest to the reference's features" (lowest
+       among several encoders) / "farthest from the reference's features" (highest);
+    4. the label mismatch: "large label mismatch" when it is at least 30% of the
+       bound;
+    5. the dominant term of the bound (its largest of the three terms and its share).
+    """
+    parts: list[str] = []
+    rk = [row["ranks"][v] for v in voters]
+    if rk:
+        parts.append(f"all {len(rk)} estimators rank it #{rk[0]}" if len(set(rk)) == 1
+                     else f"estimators rank it #{min(rk)}-#{max(rk)}")
+    t = row.get("terms") or {}
+    others = [r["terms"] for r in rows if r.get("terms")]
+    if t:
+        parts += _term_clauses(t, others, n_reference_classes)
+    return "; ".join(parts) if parts else "no estimator could be computed"
+
+
+def _term_clauses(t: dict[str, Any], others: list[dict[str, Any]], k_r: int) -> list[str]:
+    out = []
+    acc = t.get("reference_accuracy")
+    accs = [o["reference_accuracy"] for o in others]
+    if acc is not None and acc < 2.0 / k_r:
+        out.append(f"reference head near chance (acc {acc:.2f})")
+    elif acc is not None and len(others) > 1 and acc == max(accs):
+        out.append(f"best reference-head accuracy ({acc:.2f})")
+    w = [o["distribution_mismatch"] for o in others]
+    if len(others) > 1 and t["distribution_mismatch"] == min(w):
+        out.append("closest to the reference's features (lowest W1)")
+    elif len(others) > 1 and t["distribution_mismatch"] == max(w):
+        out.append("farthest from the reference's features (highest W1)")
+    terms = {"reference loss": t["reweighted_reference_loss"],
+             "label mismatch": t["label_mismatch"], "L x W1": t["lipschitz_x_w1"]}
+    total = sum(terms.values())
+    if total > 0 and t["label_mismatch"] >= 0.3 * total:
+        out.append("large label mismatch with the reference")
+    if total > 0:
+        name = max(terms, key=lambda k: terms[k])
+        out.append(f"bound {t['bound']:.2f}, {terms[name] / total:.0%} from {name}")
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# the computation
+# ---------------------------------------------------------------------------------
+def _features(enc: Any, ds: Any, limit: int, cache: Any, device: str, progress: bool,
+              probs: bool) -> Any:
+    from .features.extract import extract_task
+
+    return extract_task(enc, ds, split="train", limit=limit, cache_dir=cache,
+                        device=device, progress=progress, with_source_probs=probs)
+
+
+def _project(ref: Any, tgt: Any, k: int) -> tuple[Any, Any]:
+    from dataclasses import replace
+
+    Xr = np.asarray(ref.features, np.float64)
+    Xt = np.asarray(tgt.features, np.float64)
+    if Xr.shape[1] > k:
+        mean = Xr.mean(0)
+        _, _, vt = np.linalg.svd(Xr - mean, full_matrices=False)
+        comps = vt[:k].T
+        Xr, Xt = (Xr - mean) @ comps, (Xt - mean) @ comps
+    return replace(ref, features=Xr), replace(tgt, features=Xt)
+
+
+def _score_values(enc: Any, ref: Any, tgt: Any, estimators: Sequence[str],
+                  labels: bool, device: str) -> tuple[dict[str, Any], dict[str, str]]:
+    from .scores import compute_score, get_score
+
+    vals: dict[str, Any] = {}
+    why: dict[str, str] = {}
+    for est in estimators:
+        spec = get_score(est)
+        vals[est] = None
+        if est == "task_relatedness":
+            continue
+        if not labels and "labels" in spec.inputs:
+            why[est] = "needs target labels (label-free mode)"
+        elif {"source_probs", "source_labels"} & set(spec.inputs) and \
+                tgt.source_probs is None:
+            why[est] = (f"{enc.name} has no classifier head of its own (this score "
+                        "needs its source-class probabilities)")
+        else:
+            try:
+                vals[est] = compute_score(est, tgt, source=ref, device=device)
+            except (TaskrelInputError, np.linalg.LinAlgError) as exc:
+                why[est] = str(exc).splitlines()[0][:200]
+    return vals, why
+
+
+def _relatedness(ref: Any, tgt: Any, labels: bool, seed: int, device: str
+                 ) -> dict[str, Any]:
+    from .relatedness import task_relatedness
+
+    k_t = int(np.unique(tgt.labels).size)
+    k_r = int(np.unique(ref.labels).size)
+    kw: dict[str, Any] = {"seed": seed, "device": device, "progress": False}
+    if k_t > k_r:
+        kw["b_mode"] = "learned"  # the sparse label map needs K_T <= K_R
+    if not labels:
+        kw["n_target_classes"] = min(k_t, k_r) if k_t > 1 else None
+    r = task_relatedness(ref.features, ref.labels, tgt.features,
+                         tgt.labels if labels else None, **kw)
+    d = r.to_dict()
+    terms = {k: (None if d.get(k) is None else float(d[k])) for k in _TERMS}
+    terms["lipschitz_x_w1"] = float(r.lipschitz * r.distribution_mismatch)
+    return terms
+
+
+def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
+                 opts: dict[str, Any], cache: Any, progress: bool) -> dict[str, Any]:
+    from .scores import get_score
+
+    dev, lab = opts["device"], opts["labels"]
+    want = any({"source_probs", "source_labels"} & set(get_score(e).inputs) for e in est)
+    ref = _features(enc, ref_ds, opts["max_reference"], cache, dev, progress, False)
+    tgt = _features(enc, tgt_ds, opts["max_target"], cache, dev, progress, want)
+    ref, tgt = _project(ref, tgt, opts["feature_dim"])
+    terms: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vals, why = _score_values(enc, ref, tgt, est, lab, dev)
+        if "task_relatedness" in est:
+            try:
+                terms = _relatedness(ref, tgt, lab, opts["seed"], dev)
+                vals["task_relatedness"] = terms["bound"]
+            except TaskrelInputError as exc:
+                why["task_relatedness"] = str(exc).splitlines()[0][:200]
+    said = [f"{w.category.__name__}: {str(w.message).splitlines()[0][:240]}"
+            for w in caught]
+    return {"encoder": enc.name, "values": vals, "not_computed": why, "terms": terms,
+            "warnings": list(dict.fromkeys(said)),
+            "feature_dim": int(tgt.features.shape[1]),
+            "has_source_head": bool(enc.has_source_head)}
+
+
+def _cache_file(cache: Path | None, key: dict[str, Any]) -> Path | None:
+    if cache is None:
+        return None
+    blob = json.dumps(key, sort_keys=True, default=str).encode()
+    return cache / "rankings" / f"{hashlib.sha256(blob).hexdigest()[:32]}.json"
+
+
+def _describe(ds: Any, rows: int) -> dict[str, Any]:
+    from .features.datasets import dataset_fingerprint
+
+    return {"name": ds.name, "modality": ds.modality, "rows": int(min(rows, len(ds.y_train))),
+            "classes": len(ds.class_names), "source": str(ds.meta.get("source", "")),
+            "fingerprint": dataset_fingerprint(ds)[:16]}
+
+
+def _assemble(raw: list[dict[str, Any]], est: tuple[str, ...], k_r: int
+              ) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...], list[str]]:
+    from .scores import get_score
+
+    names = [r["encoder"] for r in raw]
+    values = {r["encoder"]: r["values"] for r in raw}
+    hib = {e: bool(get_score(e).higher_is_better) for e in est}
+    complete = [e for e in est if all(values[n][e] is not None for n in names)]
+    voters = [e for e in complete if e not in EXPLAIN_ONLY] or complete
+    notes = [f"{e} does not vote: not computed for " + ", ".join(
+        n for n in names if values[n][e] is None) for e in est if e not in complete]
+    ranks, cons, order = consensus_ranks(values, names, hib, voters)
+    by = {r["encoder"]: r for r in raw}
+    rows = []
+    for i, n in enumerate(order):
+        rows.append({**by[n], "position": i + 1, "consensus_rank": cons[n],
+                     "ranks": ranks[n]})
+    for r in rows:
+        r["why"] = explain(r, rows, n_reference_classes=k_r, voters=voters)
+    return tuple(rows), tuple(voters), notes
+
+
+def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
+         estimators: Sequence[str] | str | None = None, labels: bool = True,
+         text_col: str = "text", label_col: str = "label", image_size: int | None = 64,
+         max_reference: int = 2000, max_target: int = 1000, feature_dim: int = 64,
+         seed: int = 0, device: str = "auto",
+         cache_dir: str | os.PathLike[str] | None | bool = None,
+         skip_unreadable: bool = False, encoder_options: dict[str, Any] | None = None,
+         progress: bool = True) -> Ranking:
+    """Rank candidate encoders for a target task, and say why.
+
+    Parameters
+    ----------
+    target : Dataset, path or str
+        An image folder (one sub-folder per class), a CSV/TSV of texts and labels, or
+        a packaged dataset name (:func:`taskrel.data.list_datasets`).
+    encoders : sequence or comma-separated str
+        Packaged names (:func:`taskrel.encoders.list_encoders`), ``timm:`` /
+        ``torchvision:`` / ``hf:`` / ``open_clip:`` models with local weights,
+        :class:`~taskrel.encoders.Encoder` objects or torch modules (images -> features).
+    reference : Dataset, path or str, optional
+        The reference task; default the first installed of :data:`DEFAULT_REFERENCES`.
+    estimators : sequence or comma-separated str, optional
+        Registered score names; default :data:`DEFAULT_ESTIMATORS`.
+    labels : bool
+        False: label-free mode (target labels unused; task-relatedness uses
+        pseudo-labels and the labelled scores are reported as not applicable).
+    text_col, label_col : str
+        Columns of a CSV/TSV target.
+    image_size : int or None
+        Input size of named image encoders (64 keeps a CPU run short; None: native).
+    max_reference, max_target : int
+        Training rows encoded (first rows of a fixed permutation).
+    feature_dim : int
+        Features are projected on the reference's top ``feature_dim`` principal
+        directions (when wider).
+    seed : int
+        Task-relatedness's seed.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    cache_dir : path, None or False
+        Feature and ranking cache root (None: ``$TASKREL_CACHE_DIR`` or
+        ``~/.cache/taskrel``); False disables both caches.
+    skip_unreadable : bool
+        Skip unreadable images of an image-folder target instead of failing.
+    encoder_options : dict, optional
+        Passed to :func:`~taskrel.encoders.load_encoder` for every named encoder
+        (``{"download": True}`` lets the ``timm:``/``hf:``/... adapters fetch weights).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    Ranking
+        Best first; ``ranking.to_dict()`` is the JSON output.
+    """
+    from ._internal.devices import check_device
+    from ._internal.versions import package_version
+    from .features.extract import default_cache_dir
+
+    t0 = time.perf_counter()
+    est = _check_estimators(estimators)
+    opts = {"labels": bool(labels), "image_size": image_size, "seed": int(seed),
+            "max_reference": _check_int("max_reference", max_reference, 10),
+            "max_target": _check_int("max_target", max_target, 4),
+            "feature_dim": _check_int("feature_dim", feature_dim, 1),
+            "device": device}
+    check_device(device)
+    tgt_ds = resolve_target(target, text_col=text_col, label_col=label_col,
+                            labels=labels, skip_unreadable=skip_unreadable)
+    ref_ds = resolve_reference(reference, tgt_ds.modality, text_col=text_col,
+                               label_col=label_col)
+    encs = resolve_encoders(encoders, tgt_ds.modality, device=device,
+                            image_size=image_size, options=encoder_options)
+    cache = None if cache_dir is False else (
+        default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))  # type: ignore[arg-type]
+    tdesc, rdesc = _describe(tgt_ds, max_target), _describe(ref_ds, max_reference)
+    path = _cache_file(cache, {
+        "format": _FORMAT, "taskrel": package_version("taskrel"), "target": tdesc,
+        "reference": rdesc, "encoders": [e.cache_key() for e in encs],
+        "estimators": est, "options": {k: v for k, v in opts.items() if k != "device"}})
+    got = _read_cached(path)
+    if got is None:
+        got = _compute(encs, ref_ds, tgt_ds, est, opts, cache, progress)
+        if path is not None:
+            atomic_write_json(path, got)
+    rows, voters, notes = _assemble(got["raw"], est, rdesc["classes"])
+    from .scores import get_score
+
+    return Ranking(rows, est, voters, {e: get_score(e).direction for e in est}, tdesc,
+                   rdesc, opts, round(time.perf_counter() - t0, 3),
+                   bool(got.get("cached", False)), tuple(notes))
+
+
+def _read_cached(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        got = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(got, dict) or not isinstance(got.get("raw"), list):
+        return None
+    return {**got, "cached": True}
+
+
+def _compute(encs: list[Any], ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
+             opts: dict[str, Any], cache: Path | None, progress: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    raw = []
+    for enc in tqdm(encs, desc="rank: encoders", unit="encoder", disable=not progress):
+        raw.append(_encoder_row(enc, ref_ds, tgt_ds, est, opts, cache, progress))
+    return {"raw": raw}
+
+
+# ---------------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------------
+def plot_ranking(ranking: Ranking, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``ranking.png`` (consensus and per-estimator ranks) and
+    ``decomposition.png`` (task-relatedness's three terms per encoder) to ``out_dir``;
+    return the paths written (none without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = list(ranking.rows)
+    names = [r["encoder"] for r in rows][::-1]
+    y = np.arange(len(rows))
+    n_est = len(ranking.estimators)
+    fig, ax = plt.subplots(figsize=(9.5, 1.4 + 0.8 * len(rows)))
+    ax.barh(y, [r["consensus_rank"] for r in rows][::-1], height=0.8, color="0.85",
+            label="consensus rank")
+    for j, est in enumerate(ranking.estimators):
+        rk = [r["ranks"].get(est) for r in rows][::-1]
+        pts = [(v, i) for i, v in enumerate(rk) if v is not None]
+        if pts:
+            off = 0.6 * ((j + 0.5) / n_est - 0.5)  # one row of markers per estimator
+            ax.scatter([p[0] for p in pts], [p[1] + off for p in pts], s=28,
+                       label=est + ("" if est in ranking.voters else " (no vote)"),
+                       marker="o^sDvP*"[j % 7], zorder=3)
+    ax.set_yticks(y, names)
+    ax.set_xlim(0, len(rows) + 0.5)
+    ax.set_xlabel("rank (1 = predicted best)")
+    ax.set_title(f"encoders for {ranking.target['name']} (reference "
+                 f"{ranking.reference['name']}); best: {ranking.best}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    paths = [_save(fig, out / "ranking.png", plt)]
+    with_terms = [r for r in rows if r.get("terms")]
+    if with_terms:
+        paths.append(_plot_terms(with_terms, out / "decomposition.png", plt))
+    return paths
+
+
+def _plot_terms(rows: list[dict[str, Any]], path: Path, plt: Any) -> Path:
+    x = np.arange(len(rows))
+    a = np.array([r["terms"]["reweighted_reference_loss"] for r in rows])
+    h = np.array([r["terms"]["label_mismatch"] for r in rows])
+    lw = np.array([r["terms"]["lipschitz_x_w1"] for r in rows])
+    fig, ax = plt.subplots(figsize=(1.8 + 1.3 * len(rows), 4.2))
+    ax.bar(x, a, 0.6, label="reweighted reference loss")
+    ax.bar(x, h, 0.6, bottom=a, label="label mismatch")
+    ax.bar(x, lw, 0.6, bottom=a + h, label="Lipschitz x W1")
+    ax.set_xticks(x, [r["encoder"] for r in rows], rotation=20, ha="right")
+    ax.set_ylabel("nats (lower = more related)")
+    ax.set_title("task-relatedness bound per encoder, by term")
+    ax.legend(fontsize=8)
+    return _save(fig, path, plt)
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
