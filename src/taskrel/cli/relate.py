@@ -105,8 +105,9 @@ def _cmd_relate(args: argparse.Namespace) -> int:
     out["target"] = tgt.path
     out["transfer_loss"] = out["transfer_accuracy"] = None
     if t_train_y is not None and t_test_y is not None:
+        head_recipe = "paper" if args.recipe == "paper" else "fast"  # the head's recipe
         probe = linear_probe(t_train_X, t_train_y, t_test_X, t_test_y, tau=result.tau,
-                             recipe=args.recipe, seed=args.seed, device=args.device)
+                             recipe=head_recipe, seed=args.seed, device=args.device)
         out["transfer_loss"] = probe.loss
         out["transfer_accuracy"] = probe.accuracy
         out["probe"] = probe.to_dict()
@@ -141,7 +142,7 @@ def register(sub: Any) -> None:
     r.add_argument("--no-target-labels", action="store_true",
                    help="ignore target labels (use pseudo-labels); any labels in the "
                    "file are used only to check the pseudo-labels")
-    r.add_argument("--recipe", choices=("fast", "paper"), default="fast")
+    r.add_argument("--recipe", choices=("fast", "paper", "batched"), default="fast")
     r.add_argument("--b-mode", dest="b_mode", choices=("sparse", "learned"),
                    default="sparse")
     r.add_argument("--pseudo-labels", dest="pseudo_labels",
