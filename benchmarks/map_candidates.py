@@ -24,10 +24,14 @@ from taskrel.heads import Standardizer, train_linear_head
 from taskrel.io import load_task
 from taskrel.relatedness import RelatednessConfig
 from taskrel.relatedness.bound import evaluate_held_out, lipschitz
-from taskrel.relatedness.fit_fast import mean_shift
 from taskrel.relatedness.maps import FeatureMap
 from taskrel.relatedness.matching import match_score, prior_matched_D, sparse_B
-from taskrel.relatedness.transport import build_groups, fit_affine, group_couplings
+from taskrel.relatedness.transport import (
+    build_groups,
+    fit_affine,
+    group_couplings,
+    mean_shift,
+)
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "features"
 

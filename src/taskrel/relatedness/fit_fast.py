@@ -18,10 +18,11 @@ from .transport import (
     class_mean_init,
     fit_affine,
     group_couplings,
+    mean_shift,
     transform_rows,
 )
 
-__all__ = ["fit_fast", "certified_lipschitz", "mean_shift", "Couplings", "EXACT",
+__all__ = ["fit_fast", "certified_lipschitz", "Couplings", "EXACT",
            "VALIDATION_FRACTION"]
 
 #: Share of the train rows held out to choose the ridge (never the test split).
@@ -55,15 +56,6 @@ def certified_lipschitz(head: LinearHead, A_inv: NDArray[np.float64]) -> float:
     K = head.weight.shape[0]
     Pc = np.eye(K) - 1.0 / K
     return math.sqrt(2.0) * float(np.linalg.norm(Pc @ (head.weight @ A_inv), ord=2))
-
-
-def mean_shift(
-    Zr: NDArray[np.float64], Zt: NDArray[np.float64], groups: list[Group]
-) -> NDArray[np.float64]:
-    """The shift b that carries the weighted reference group means onto the targets'."""
-    shift = sum(g.weight * (Zt[g.tgt_rows].mean(0) - g.ref_mass @ Zr[g.ref_rows])
-                for g in groups)
-    return np.asarray(shift) / sum(g.weight for g in groups)
 
 
 def _subgroup(g: Group, ref_mask: NDArray[np.bool_], tgt_mask: NDArray[np.bool_]) -> Group:

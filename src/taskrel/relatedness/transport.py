@@ -20,7 +20,7 @@ from .._internal.ot import exact_plan
 from ..exceptions import ConvergenceWarning
 
 __all__ = ["Group", "build_groups", "group_couplings", "class_mean_init", "transform_rows",
-           "fit_affine", "IRLS_EPS"]
+           "fit_affine", "mean_shift", "IRLS_EPS"]
 
 #: Floor on residual norms in the IRLS weights (features are standardized, so 1e-9 is
 #: far below any distance that matters).
@@ -163,6 +163,15 @@ def _affine_ridge_solve(
     return sol[:d, :].T, sol[d, :], mu
 
 
+def mean_shift(
+    Zr: NDArray[np.float64], Zt: NDArray[np.float64], groups: list[Group]
+) -> NDArray[np.float64]:
+    """The shift b that carries the weighted reference group means onto the targets'."""
+    shift = sum(g.weight * (Zt[g.tgt_rows].mean(0) - g.ref_mass @ Zr[g.ref_rows])
+                for g in groups)
+    return np.asarray(shift) / sum(g.weight for g in groups)
+
+
 def transform_rows(
     Z: NDArray[np.float64], A: NDArray[np.float64], b: NDArray[np.float64],
     rows: NDArray[np.int64],
@@ -202,12 +211,8 @@ def fit_affine(
     n, d = Zs.shape
     A = np.eye(d) if A0 is None else A0.copy()
     b = np.zeros(d) if b0 is None else b0.copy()
-    if b0 is None:
-        # Start from matching the weighted class means: one cheap, exact move.
-        shift = np.zeros(d)
-        for g in groups:
-            shift += g.weight * (Zt[g.tgt_rows].mean(0) - g.ref_mass @ Zs[g.ref_rows])
-        b = shift / sum(g.weight for g in groups)
+    if b0 is None:  # start from matching the weighted class means: one exact move
+        b = mean_shift(Zs, Zt, groups)
     mu = None
     history: list[float] = []
     # Each step cannot increase the objective in exact arithmetic; near a perfect fit

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from ot.batch import bregman_log_projection_batch
 
 from ..exceptions import ConvergenceWarning
-from .transport import IRLS_EPS, Group
+from .transport import IRLS_EPS, Group, mean_shift
 
 __all__ = ["PaddedGroups", "pad_groups", "batched_couplings", "fit_affine_batched", "batched_w1",
            "EPS_REL", "EPS_DECAY", "SINKHORN_ITER", "SINKHORN_TOL", "WARM_START_FACTOR"]
@@ -163,10 +163,8 @@ def fit_affine_batched(
     d = Zs.shape[1]
     eye = torch.eye(d, **f64)
     A = eye.clone() if A0 is None else torch.as_tensor(A0, **f64)
-    if b0 is None:
-        shift = sum(g.weight * (Zt[g.tgt_rows].mean(0) - g.ref_mass @ Zs[g.ref_rows])
-                    for g in groups)
-        b0 = np.asarray(shift) / sum(g.weight for g in groups)
+    if b0 is None:  # start from matching the weighted class means
+        b0 = mean_shift(Zs, Zt, groups)
     b = torch.as_tensor(b0, **f64)
     mu: float | None = None
     history: list[float] = []
