@@ -17,7 +17,6 @@ from .._internal.validation import (
     check_consistent_length,
     check_features,
     check_labels,
-    check_positive,
     check_same_dim,
     encode_with_classes,
 )
@@ -215,12 +214,13 @@ def check_task_pair(ref: ReferenceSplit, tgt: TargetSplit, cfg: RelatednessConfi
             )
         if cfg.b_mode == "fixed":
             check_label_map(cfg.B, K_T, K_R)
-    elif cfg.n_target_classes is not None:
-        n = check_positive(cfg.n_target_classes, "n_target_classes", integer=True)
-        if not 2 <= n <= K_R:
-            raise TaskrelInputError(
-                f"`n_target_classes` must be in [2, {K_R}] (the reference has {K_R} "
-                f"classes); got {n}"
-            )
+        return
+    n = cfg.n_target_classes  # a positive integer or None (RelatednessConfig)
+    if n is not None and not 2 <= n <= K_R:
+        raise TaskrelInputError(
+            f"`n_target_classes` must be in [2, {K_R}] (the reference has {K_R} "
+            f"classes); got {n}"
+        )
     if cfg.b_mode == "fixed" and cfg.B is not None and cfg.B.shape[1] != K_R:
+        # K_T of pseudo-labels is known only later; the columns must be K_R already.
         check_label_map(cfg.B, cfg.B.shape[0], K_R)
