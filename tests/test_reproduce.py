@@ -108,6 +108,16 @@ def test_reproduce_cli_end_to_end(tmp_path, capsys):
         assert section in md
     png = d / "decomposition_effnet_lite0_random.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    # The per-cell exports and the three views (one encoder: no zoo to rank, so view
+    # (i) is null with a reason; strict JSON).
+    views = json.loads((d / "views.json").read_text())
+    assert views["model_selection"]["logme"]["tau_probe_acc"]["n_targets"] == 0
+    assert "The field's three views" in md
+    cells = (d / "cells.csv").read_text().splitlines()
+    assert cells[0] == "encoder,target,fraction,seed,estimator,value,higher_is_better"
+    assert len(cells) == 1 + 3 * 2 * 2  # targets x estimators x fractions
+    assert (d / "targets.csv").read_text().splitlines()[1:] == [
+        "digits04_rot,5", "digits59,5", "digits_odd,5"]
     rf = d / "reference_finetune.png"
     assert rf.stat().st_size > 1000 and rf.read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((d / "summary.json").read_text())

@@ -1,4 +1,4 @@
-"""CLI: ``taskrel results export`` and ``taskrel analyze ...`` over a results store."""
+"""CLI: ``taskrel results export|views`` and ``taskrel analyze ...`` over a results store."""
 
 from __future__ import annotations
 
@@ -46,6 +46,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
     with _open(args.db) as store:
         n = store.export(args.out)
     print(f"wrote {n} rows to {args.out}")
+    return 0
+
+
+def _cmd_views(args: argparse.Namespace) -> int:
+    from .._internal.validation import check_output_path, check_positive, check_seed
+    from ..experiments import load_config
+    from ..experiments.views import suite_classes, write_views
+
+    check_output_path(args.out, "--out", kind="dir")
+    check_seed(args.seed, "--seed")
+    check_positive(args.n_boot, "--n-boot", integer=True)
+    config = load_config(args.config) if args.config else None
+    with _open(args.db) as store:
+        rows = store.query()
+    if not rows:
+        raise TaskrelInputError(f"results database {args.db!r} has no rows")
+    k = suite_classes(config, rows, load=args.load_datasets) if config else {}
+    views = write_views(rows, args.out, n_classes=k, orientation=_orientation(args),
+                        n_boot=args.n_boot, seed=args.seed)
+    print("view (i) weighted tau, mean over targets:")
+    for e, by in views["model_selection"].items():
+        vals = {t: s["weighted_tau"]["value"] for t, s in by.items()}
+        print(f"  {e:28s} " + "  ".join(
+            f"{t} {'-' if v is None else f'{v:+.3f}'}" for t, v in vals.items()))
+    print(f"wrote cells.csv, truth.csv, targets.csv and views.json to {args.out}")
     return 0
 
 
@@ -129,7 +154,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``results`` and ``analyze`` to the ``taskrel`` subcommands."""
-    r = sub.add_parser("results", help="results store: export rows")
+    r = sub.add_parser("results", help="results store: export rows, the three views")
     rs = r.add_subparsers(dest="results_command", required=True)
     e = rs.add_parser("export", help="write every row of DB to CSV or Parquet",
                       description="Write every row of a results database to OUT "
@@ -137,6 +162,24 @@ def register(sub: Any) -> None:
     e.add_argument("db", help="results database (SQLite)")
     e.add_argument("out", help="OUT.csv or OUT.parquet")
     e.set_defaults(func=_cmd_export)
+    v = rs.add_parser(
+        "views", help="per-cell exports and the field's three views of DB",
+        description="Write cells.csv, truth.csv, targets.csv and views.json (model "
+        "selection per target, within an encoder, pooled; with bootstrap CIs) for the "
+        "rows of DB into --out.")
+    v.add_argument("db", help="results database (SQLite)")
+    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--config", help="the suite's TOML config (class counts per target "
+                   "for the normalised truth)")
+    v.add_argument("--load-datasets", dest="load_datasets", action="store_true",
+                   help="load the config's datasets for class counts the config "
+                   "does not state")
+    v.add_argument("--n-boot", dest="n_boot", type=int, default=1000)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--lower-is-better", dest="lower_is_better", nargs="+", metavar="NAME")
+    v.add_argument("--higher-is-better", dest="higher_is_better", nargs="+",
+                   metavar="NAME")
+    v.set_defaults(func=_cmd_views)
 
     a = sub.add_parser(
         "analyze", help="analyses of a results store (CSV, JSON and PNG)",

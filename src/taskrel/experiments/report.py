@@ -125,8 +125,14 @@ def _correlations(rows: Sequence[Mapping[str, Any]], out: Path, truth: str,
 def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: Any = None,
                  seconds: float | None = None, versions: Mapping[str, Any] | None = None,
                  reference_finetune: Sequence[Mapping[str, Any]] | None = None,
-                 reference_finetune_error: str | None = None) -> dict[str, Any]:
+                 reference_finetune_error: str | None = None,
+                 n_classes: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Run every analysis on ``rows`` and write ``out/<config.name>/report.md``.
+
+    Also writes the per-cell exports and the field's three views (``cells.csv``,
+    ``truth.csv``, ``targets.csv``, ``views.json``: :mod:`taskrel.experiments.views`).
+    ``n_classes`` (``{target: K}``) feeds the class-count-normalised truth; default:
+    what the rows and the config's specs say (no dataset is loaded here).
 
     Renders only: the rows of the reference fine-tuning (paper Fig. 4b) are computed
     beforehand (:func:`taskrel.experiments.reference_finetune.try_reference_finetune`)
@@ -150,6 +156,7 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
                      + (" (quick)" if config.quick else ""), ""]
     md += ["## Headline", ""]
     headline_at = len(md)
+    md += _views_section(config, rows, d, n_classes, summary)
     md += _bound_sections(rows, d, encs, summary)
     md += _correlation_section(rows, d, truths, summary)
     md += _sweep_section(rows, d, truths, fracs, summary)
@@ -164,6 +171,27 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     atomic_write_text(d / "report.md", "\n".join(md))
     atomic_write_json(d / "summary.json", to_jsonable(summary))
     return summary
+
+
+def _views_section(config: Any, rows: Sequence[Mapping[str, Any]], d: Path,
+                   n_classes: Mapping[str, int] | None, summary: dict[str, Any]
+                   ) -> list[str]:
+    """The field's three views (``cells.csv``, ``truth.csv``, ``targets.csv``,
+    ``views.json``, ``views_model_selection.png``)."""
+    from . import views as V
+
+    if n_classes is None:
+        n_classes = V.suite_classes(config, rows)
+    try:
+        views = V.write_views(rows, d, n_classes=n_classes)
+    except TaskrelInputError as exc:
+        return ["## The field's three views", "", f"_Not computed: {exc}_", ""]
+    md = V.views_markdown(views)
+    summary["views_weighted_tau"] = {
+        e: {t: s["weighted_tau"]["value"] for t, s in by.items()}
+        for e, by in views["model_selection"].items()}
+    summary["views_headline"] = [x for x in md if x.startswith("- model_selection")]
+    return md
 
 
 def _bound_sections(rows: Sequence[Mapping[str, Any]], d: Path, encs: Sequence[str],
@@ -348,7 +376,7 @@ def _reference_finetune_section(config: Any, d: Path,
 
 def _headline(summary: Mapping[str, Any]) -> list[str]:
     """The headline bullets: task-relatedness's correlations and zoo picks, the bound."""
-    head = []
+    head = list(summary.get("views_headline", []))
     for c in summary["correlations"]:
         if c["estimator"] == "task_relatedness" and "pearson" in c:
             head.append(f"- task_relatedness vs {c['truth']} accuracy over {c['n']} cells: "

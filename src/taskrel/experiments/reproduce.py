@@ -36,6 +36,7 @@ from .inputs import fraction_rows as fraction_rows
 from .inputs import smallcnn_path, suite_device, unit_task
 from .store import Cell
 from .suite import ExperimentConfig, expand_grid, load_config
+from .views import suite_classes
 
 __all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "drop_single_row_classes",
            "feature_units", "prepare_features", "suite_config_path", "normalize_config",
@@ -301,7 +302,8 @@ def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
     rf_rows, rf_error = try_reference_finetune(config)
     return write_report(config, rows, Path(out), grid=grid, seconds=seconds,
                         versions=package_versions(_REPORT_PACKAGES),
-                        reference_finetune=rf_rows, reference_finetune_error=rf_error)
+                        reference_finetune=rf_rows, reference_finetune_error=rf_error,
+                        n_classes=suite_classes(config, rows, load=True))
 
 
 def _run_grid(config: ExperimentConfig, db: str | os.PathLike[str], ex: Any,
