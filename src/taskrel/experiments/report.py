@@ -156,7 +156,8 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
                      + (" (quick)" if config.quick else ""), ""]
     md += ["## Headline", ""]
     headline_at = len(md)
-    md += _views_section(config, rows, d, n_classes, summary)
+    views_md = _views_section(config, rows, d, n_classes)
+    md += views_md
     md += _bound_sections(rows, d, encs, summary)
     md += _correlation_section(rows, d, truths, summary)
     md += _sweep_section(rows, d, truths, fracs, summary)
@@ -164,7 +165,8 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     md += _cost_section(rows, d)
     md += _reference_finetune_section(config, d, reference_finetune,
                                       reference_finetune_error, summary)
-    md[headline_at:headline_at] = _headline(summary) + [""]
+    md[headline_at:headline_at] = [x for x in views_md if x.startswith(
+        "- model_selection")] + _headline(summary) + [""]
     md += ["## Deviations from the paper", "", *_deviations(config), "", "## Run", ""]
     md += _run_section(rows, grid, seconds, t0, summary)
     md += _provenance_section(config, versions, summary)
@@ -174,10 +176,10 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
 
 
 def _views_section(config: Any, rows: Sequence[Mapping[str, Any]], d: Path,
-                   n_classes: Mapping[str, int] | None, summary: dict[str, Any]
-                   ) -> list[str]:
+                   n_classes: Mapping[str, int] | None) -> list[str]:
     """The field's three views (``cells.csv``, ``truth.csv``, ``targets.csv``,
-    ``views.json``, ``views_model_selection.png``)."""
+    ``views.json``, ``views_model_selection.png``; the statistics live in
+    ``views.json``, not in ``summary.json``)."""
     from . import views as V
 
     if n_classes is None:
@@ -186,12 +188,7 @@ def _views_section(config: Any, rows: Sequence[Mapping[str, Any]], d: Path,
         views = V.write_views(rows, d, n_classes=n_classes)
     except TaskrelInputError as exc:
         return ["## The field's three views", "", f"_Not computed: {exc}_", ""]
-    md = V.views_markdown(views)
-    summary["views_weighted_tau"] = {
-        e: {t: s["weighted_tau"]["value"] for t, s in by.items()}
-        for e, by in views["model_selection"].items()}
-    summary["views_headline"] = [x for x in md if x.startswith("- model_selection")]
-    return md
+    return V.views_markdown(views)
 
 
 def _bound_sections(rows: Sequence[Mapping[str, Any]], d: Path, encs: Sequence[str],
@@ -376,7 +373,7 @@ def _reference_finetune_section(config: Any, d: Path,
 
 def _headline(summary: Mapping[str, Any]) -> list[str]:
     """The headline bullets: task-relatedness's correlations and zoo picks, the bound."""
-    head = list(summary.get("views_headline", []))
+    head = []
     for c in summary["correlations"]:
         if c["estimator"] == "task_relatedness" and "pearson" in c:
             head.append(f"- task_relatedness vs {c['truth']} accuracy over {c['n']} cells: "
