@@ -29,6 +29,7 @@ from .._internal.serialize import (
 )
 from ..exceptions import TaskrelInputError
 from .estimators import TRUTHS, UNLABELED
+from .suite import REFERENCE_TARGET
 
 __all__ = ["write_report", "bound_check", "md_table"]
 
@@ -137,6 +138,9 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     """
     d = Path(out) / config.name
     d.mkdir(parents=True, exist_ok=True)
+    # The reference task's own truths (target "reference") are reported apart.
+    reference_rows = [r for r in rows if r["target"] == REFERENCE_TARGET]
+    rows = [r for r in rows if r["target"] != REFERENCE_TARGET]
     if not rows:
         raise TaskrelInputError(f"`rows` must hold the suite's results; got none for "
                                 f"{config.name!r}")
@@ -155,6 +159,7 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     md += _sweep_section(rows, d, truths, fracs, summary)
     md += _zoo_section(rows, d, truths, fracs, encs, summary)
     md += _cost_section(rows, d)
+    md += _reference_truth_section(reference_rows, d, summary)
     md += _reference_finetune_section(config, d, reference_finetune,
                                       reference_finetune_error, summary)
     md[headline_at:headline_at] = _headline(summary) + [""]
@@ -164,6 +169,29 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     atomic_write_text(d / "report.md", "\n".join(md))
     atomic_write_json(d / "summary.json", to_jsonable(summary))
     return summary
+
+
+def _reference_truth_section(rows: Sequence[Mapping[str, Any]], d: Path,
+                             summary: dict[str, Any]) -> list[str]:
+    """The reference task's own ground truths per encoder (mean over seeds)."""
+    if not rows:
+        return []
+    acc: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if r["value"] is not None:
+            acc.setdefault((r["encoder"], r["estimator"]), []).append(float(r["value"]))
+    table = [{"encoder": e, "truth": t, "accuracy": float(np.mean(v)), "seeds": len(v)}
+             for (e, t), v in sorted(acc.items())]
+    summary["reference_truth"] = table
+    wide: dict[str, dict[str, Any]] = {}
+    for r in table:
+        wide.setdefault(r["encoder"], {"encoder": r["encoder"]})[r["truth"]] = r["accuracy"]
+    wide_rows = list(wide.values())
+    atomic_write_text(d / "reference_truth.csv", csv_text(table))
+    return ["## The reference task's own ground truth", "",
+            "Test accuracy on the reference task itself (the encoders' health check: "
+            "every ImageNet encoder's tuned logistic probe must reach 0.80).", "",
+            md_table(wide_rows), ""]
 
 
 def _bound_sections(rows: Sequence[Mapping[str, Any]], d: Path, encs: Sequence[str],
