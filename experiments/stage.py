@@ -56,7 +56,12 @@ def main() -> None:
         suite_config_path,
     )
     from taskrel.experiments.store import ResultsStore
-    from taskrel.experiments.suite import expand_grid, load_config, run_grid, subset_cells
+    from taskrel.experiments.suite import (
+        expand_grid,
+        load_config,
+        run_grid,
+        subset_cells,
+    )
 
     torch.set_num_threads(a.threads)
     config = check_config(load_config(suite_config_path(a.suite)))

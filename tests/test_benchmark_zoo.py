@@ -10,10 +10,10 @@ import torch
 
 import taskrel
 from taskrel.encoders import load_encoder
-from taskrel.features.encoders.image import effnet_lite_encoder
 from taskrel.exceptions import TaskrelInputError
 from taskrel.experiments.inputs import encoder_image_size, split_source
 from taskrel.experiments.suite import REFERENCE_TARGET, expand_grid, parse_config
+from taskrel.features.encoders.image import effnet_lite_encoder
 from taskrel.features.finetune import finetune, finetune_selected, shift_augment
 
 
