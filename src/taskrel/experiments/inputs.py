@@ -260,7 +260,7 @@ def suite_encoder(config: ExperimentConfig, name: str) -> Any:
         size = encoder_image_size(config, name)
         if size is not None:
             opts["image_size"] = size
-    elif name in ("minilm",) and "max_tokens" in ft:
+    elif name in ("minilm", "minilm_l3") and "max_tokens" in ft:
         opts["max_seq_length"] = int(ft["max_tokens"])
     return _encoder_cached(name, json.dumps(opts, sort_keys=True), suite_device(config))
 

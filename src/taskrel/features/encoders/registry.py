@@ -23,6 +23,8 @@ _PACKAGED: dict[str, Callable[..., Encoder]] = {
     # Intermediate representation: pooled output of MBConv block 11 of 16 (112-d).
     "effnet_lite0_b11": lambda **kw: effnet_lite_encoder(0, blocks=11, **kw),
     "minilm": minilm_encoder,
+    # Intermediate representation: the first 3 of MiniLM's 6 layers, mean-pooled.
+    "minilm_l3": lambda **kw: minilm_encoder(layers=3, **kw),
     "e5_small": lambda **kw: E5Encoder(**kw),
     "glove_mean": lambda **kw: GloveMeanEncoder(**kw),
     "tfidf_svd": lambda **kw: TfidfSvdEncoder(**kw),
