@@ -185,3 +185,46 @@ def test_source_names_and_resolutions():
     assert encoder_image_size(cfg, "a") == 96
     assert encoder_image_size(cfg, "a_on_digits") == 96  # inherits its base's
     assert encoder_image_size(cfg, "b") == 48            # finetune.image_size
+
+
+# --------------------------------------------------------------------------- checks
+def _row(enc, tgt, est, v, seed=0):
+    return {"encoder": enc, "target": tgt, "estimator": est, "value": v, "seed": seed,
+            "fraction": 1.0}
+
+
+def test_truth_checks_by_hand(tmp_path):
+    from taskrel.experiments.truth_checks import (
+        learning_curves_png,
+        reference_floor,
+        sanity_rule,
+        winners,
+    )
+
+    rows = [_row("effnet_lite0", "reference", "logreg", 0.84),
+            _row("effnet_lite1", "reference", "logreg", 0.79),
+            _row("smallcnn", "reference", "logreg", 0.50),      # not ImageNet: not checked
+            # seeds averaged first: finetune lite0/t1 = 0.80, logreg 0.83 -> gap -0.03
+            _row("effnet_lite0", "t1", "finetune", 0.78), _row("effnet_lite0", "t1",
+                                                               "finetune", 0.82, seed=1),
+            _row("effnet_lite0", "t1", "logreg", 0.83),
+            _row("effnet_lite1", "t1", "finetune", 0.90), _row("effnet_lite1", "t1",
+                                                               "logreg", 0.91),
+            _row("smallcnn", "t2", "finetune", 0.70), _row("effnet_lite1", "t2",
+                                                           "finetune", 0.60)]
+    f = reference_floor(rows)
+    assert f["below"] == ["effnet_lite1"] and not f["holds"]
+    r = sanity_rule(rows)
+    assert (r["cells"], r["ok"], r["share"], r["holds"]) == (2, 1, 0.5, False)
+    assert r["exceptions"] == [{"encoder": "effnet_lite0", "target": "t1", "finetune": 0.80,
+                                "logreg": 0.83, "gap": -0.03}]
+    w = winners(rows)
+    assert w["best"] == {"t1": "effnet_lite1", "t2": "smallcnn"} and w["distinct"] == 2
+    assert learning_curves_png(rows, tmp_path / "c.png") == 0  # no curves: no file
+    rec = {"lr": 0.001, "best_epoch": 2, "converged": True,
+           "curves": {"0.001": [{"epoch": 1, "val_accuracy": 0.5},
+                                {"epoch": 2, "val_accuracy": 0.7}],
+                      "0.0001": [{"epoch": 1, "val_accuracy": 0.3}]}}
+    rows.append({**_row("smallcnn", "t1", "finetune", 0.7), "extra": {"recipe": rec}})
+    assert learning_curves_png(rows, tmp_path / "c.png") == 1
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -160,6 +160,7 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     md += _zoo_section(rows, d, truths, fracs, encs, summary)
     md += _cost_section(rows, d)
     md += _reference_truth_section(reference_rows, d, summary)
+    md += _truth_checks_section([*rows, *reference_rows], d, summary)
     md += _reference_finetune_section(config, d, reference_finetune,
                                       reference_finetune_error, summary)
     md[headline_at:headline_at] = _headline(summary) + [""]
@@ -192,6 +193,39 @@ def _reference_truth_section(rows: Sequence[Mapping[str, Any]], d: Path,
             "Test accuracy on the reference task itself (the encoders' health check: "
             "every ImageNet encoder's tuned logistic probe must reach 0.80).", "",
             md_table(wide_rows), ""]
+
+
+def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
+                          summary: dict[str, Any]) -> list[str]:
+    """Is the ground truth healthy and converged? (:mod:`.truth_checks`)."""
+    from .truth_checks import learning_curves_png, reference_floor, sanity_rule, winners
+
+    if not any(r["estimator"] in ("logreg", "finetune") for r in rows):
+        return []
+    floor, rule, win = reference_floor(rows), sanity_rule(rows), winners(rows)
+    summary["truth_checks"] = {"reference_floor": floor, "sanity_rule": rule,
+                               "winners": win}
+    md = ["## Ground-truth checks", "",
+          f"- Reference floor (tuned logistic probe >= {floor['floor']:.2f} on the "
+          f"reference for every ImageNet encoder): "
+          f"{'holds' if floor['holds'] else 'FAILS for ' + str(floor['below'] or 'all')}.",
+          f"- Sanity rule (finetune >= logreg - {rule['margin']}): {rule['ok']} of "
+          f"{rule['cells']} ImageNet-encoder cells"
+          + (f" ({rule['share']:.0%}; required {rule['required_share']:.0%}: "
+             f"{'holds' if rule['holds'] else 'FAILS'})." if rule["share"] is not None
+             else "."),
+          f"- Best encoder by fine-tuned accuracy: {win['distinct']} distinct winners over "
+          f"{win['targets']} targets: "
+          + (", ".join(f"{t}: {e}" for t, e in win["best"].items()) or "none yet") + ".",
+          ""]
+    if rule["exceptions"]:
+        md += ["Exceptions to the sanity rule:", "", md_table(rule["exceptions"]), ""]
+    n = learning_curves_png(rows, d / "learning_curves.png")
+    if n:
+        md += [f"Learning curves of the {n} fine-tuning cells (validation accuracy per "
+               "epoch; * the learning rate chosen on validation; grey: the epoch kept):",
+               "", "![learning curves](learning_curves.png)", ""]
+    return md
 
 
 def _bound_sections(rows: Sequence[Mapping[str, Any]], d: Path, encs: Sequence[str],
