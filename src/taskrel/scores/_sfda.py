@@ -20,7 +20,6 @@ from ._torch_ops import (
     to_tensor,
 )
 
-
 #: Power iterations for the largest eigenvalue of S_w (TencentARC/SFDA utils.py
 #: ``iterative_A(A, max_iterations=3)``).
 _POWER_STEPS = 3
