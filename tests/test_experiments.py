@@ -27,12 +27,16 @@ BASE = {"name": "toy", "reference": "digits", "targets": ["a", "b"],
 
 
 @pytest.mark.parametrize("suite, quick, expected", [
-    # enc x tgt x est x frac x seeds  +  truth: linear probe (all enc) + finetune
-    # vision and text fine-tune and probe with ground_truth.seeds = [0]
-    ("vision", False, 5 * 11 * 9 * 6 * 3 + 5 * 11 * 1 * 1 + 5 * 11 * 1 * 1),
-    ("vision", True, 3 * 4 * 9 * 2 * 1 + 3 * 4 * 1 + 3 * 4 * 1),
-    ("text", False, 3 * 4 * 9 * 6 * 3 + 3 * 4 * 1 * 1 + 1 * 4 * 1 * 1),
-    ("text", True, 3 * 2 * 9 * 2 * 1 + 3 * 2 * 1 + 1 * 2 * 1),
+    # enc x tgt x est x frac x seeds  +  truths at fraction 1, ground_truth.seeds = [0]:
+    # linear_probe and logreg on every target and the reference (tgt + 1), finetune on
+    # ground_truth.finetune_encoders x finetune_targets.
+    ("vision", False, 8 * 11 * 15 * 6 * 3 + 2 * 8 * 12 + 8 * 7),
+    ("vision", True, 3 * 3 * 3 * 2 * 1 + 2 * 3 * 3 + 3 * 1),
+    ("text", False, 4 * 5 * 15 * 6 * 3 + 2 * 4 * 6 + 2 * 6),
+    ("text", True, 3 * 2 * 3 * 2 * 1 + 2 * 3 * 2 + 1 * 1),
+    # the first suites (issue 5): no logreg, no reference truths
+    ("vision_v1", False, 5 * 11 * 9 * 6 * 3 + 5 * 11 * 1 * 1 + 5 * 11 * 1 * 1),
+    ("text_v1", False, 3 * 4 * 9 * 6 * 3 + 3 * 4 * 1 * 1 + 1 * 4 * 1 * 1),
 ])
 def test_suite_configs_parse_and_expand(suite, quick, expected):
     cfg = load_config(ROOT / "experiments" / f"{suite}.toml", quick=quick)

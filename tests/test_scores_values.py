@@ -10,6 +10,7 @@ import pytest
 
 from taskrel.scores import (
     gbc,
+    gbc_textbook,
     h_score,
     knn_accuracy,
     leep,
@@ -142,7 +143,7 @@ def test_regularized_h_score_matches_sklearn_ledoit_wolf(global_random_seed):
     lw = LedoitWolf().fit(X)  # shrinkage and shrunk covariance, 1/n normalisation
     Xc = X - X.mean(axis=0)
     g = np.stack([Xc[y == c].mean(axis=0) for c in y])
-    cov_g = g.T @ g / X.shape[0]
+    cov_g = g.T @ g / (X.shape[0] - 1)  # np.cov of the class means, as TLlib
     expected = (1 - lw.shrinkage_) * np.trace(np.linalg.solve(lw.covariance_, cov_g))
     np.testing.assert_allclose(regularized_h_score(X, y), expected, rtol=1e-8)
 
@@ -162,15 +163,33 @@ def test_transrate_matches_slogdet_definition(global_random_seed):
 # --- GBC: two spherical classes by hand ---------------------------------------------
 
 def test_gbc_two_classes_hand_value():
-    # Class 0 at (+-1, 0) (mean 0, per-dim variances (1, 0) -> spherical 1/2),
-    # class 1 at (3 +- 1, 0) (mean (3, 0), same variance). Equal variances: the log
-    # term vanishes and D_B = |dmu|^2 / (8 * 1/2) = 9/4; GBC = -2 exp(-9/4).
+    # Class 0 at (+-1, 0) (mean 0, per-dim variances (1, 0)), class 1 at (3 +- 1, 0)
+    # (mean (3, 0), same variances). Equal variances: the log term vanishes.
     X = np.array([[-1.0, 0], [1, 0], [2, 0], [4, 0]])
     y = np.array([0, 0, 1, 1])
-    np.testing.assert_allclose(gbc(X, y), -2 * np.exp(-9 / 4), rtol=1e-12)
+    # Textbook: spherical variance 1/2, D_B = |dmu|^2 / (8 * 1/2) = 9/4.
+    np.testing.assert_allclose(gbc_textbook(X, y), -2 * np.exp(-9 / 4), rtol=1e-12)
+    # The authors' code floors each variance at 1e-4 first: (1, 1e-4) -> 0.50005.
+    np.testing.assert_allclose(gbc(X, y), -2 * np.exp(-9 / (8 * 0.50005)), rtol=1e-12)
     # Diagonal: dim 2 has zero variance in both classes (floored, equal): only dim 1
     # contributes, D_B = 9 / 8.
-    np.testing.assert_allclose(gbc(X, y, gaussian_type="diagonal"), -2 * np.exp(-9 / 8),
+    for f in (gbc, gbc_textbook):
+        np.testing.assert_allclose(f(X, y, gaussian_type="diagonal"),
+                                   -2 * np.exp(-9 / 8), rtol=1e-9)
+
+
+def test_gbc_spherical_log_term_is_scalar_in_the_authors_code():
+    # Two classes with equal means and spherical variances 1 and 4 in d = 3 dims:
+    # the authors' log term is log(2.5) - 0.5 log(1) - 0.5 log(4) once, the textbook
+    # one d times.
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(4000, 3))
+    Z = (Z - Z.mean(0)) / Z.std(0)  # per-dim mean 0, variance 1 exactly
+    X = np.r_[Z, 2 * Z]
+    y = np.repeat([0, 1], 4000)
+    log_term = np.log(2.5) - 0.5 * np.log(4)
+    np.testing.assert_allclose(gbc(X, y), -2 * np.exp(-0.5 * log_term), rtol=1e-9)
+    np.testing.assert_allclose(gbc_textbook(X, y), -2 * np.exp(-0.5 * 3 * log_term),
                                rtol=1e-9)
 
 

@@ -13,6 +13,7 @@ from .heads import LinearHead as LinearHead
 from .heads import train_linear_head as train_linear_head
 from .io import load_task as load_task
 from .probe import linear_probe as linear_probe
+from .probe import logistic_probe as logistic_probe
 from .ranking import Ranking as Ranking
 from .ranking import rank as rank
 from .relatedness import auto_tau as auto_tau
@@ -32,6 +33,7 @@ __all__ = [
     "TaskrelInputError",
     "auto_tau",
     "linear_probe",
+    "logistic_probe",
     "rank",
     "load_task",
     "task_relatedness",

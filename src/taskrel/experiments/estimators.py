@@ -37,7 +37,7 @@ from .inputs import (
     suite_encoder,
 )
 from .store import Cell
-from .suite import ExperimentConfig
+from .suite import REFERENCE_TARGET, ExperimentConfig
 
 __all__ = ["Estimator", "get_estimator", "reference_tau", "UNLABELED", "TRUTHS",
            "ALIASES"]
@@ -153,6 +153,25 @@ def _probe_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     return out
 
 
+def _logreg_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
+    """The field's standard probe: tuned L2 logistic regression on the encoder's full
+    (not projected) features of the cell's target rows (:func:`taskrel.logistic_probe`)."""
+    from ..probe import logistic_probe
+    from .inputs import unit_task
+
+    tgt = unit_task(config, (cell.encoder, cell.target, "train"))
+    test = unit_task(config, (cell.encoder, cell.target, "test"))
+    y = np.asarray(tgt.labels)
+    sub, single = drop_single_row_classes(y, fraction_rows(y, cell.fraction, cell.seed))
+    p = logistic_probe(tgt.features[sub], y[sub], test.features, test.labels,
+                       seed=cell.seed)
+    extra = {"loss": p.loss, "train_accuracy": p.train_accuracy, "n_target": int(sub.size),
+             **p.settings}
+    if single:
+        extra["dropped_single_row_classes"] = single
+    return {"value": p.accuracy, "extra": extra}
+
+
 def _rel_kwargs(config: ExperimentConfig, ref: Any, seed: int) -> dict[str, Any]:
     kw: dict[str, Any] = {"seed": seed, "device": suite_device(config), "progress": False}
     if ref.test_features is not None:
@@ -220,18 +239,32 @@ def _finetune_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
 
     enc = suite_encoder(config, cell.encoder)
     ds = suite_dataset(config.target(cell.target))
-    xtr, ytr, xte, yte = raw_rows(ds, config.options.get("max_target", None),
+    n_key = "max_reference" if cell.target == REFERENCE_TARGET else "max_target"
+    xtr, ytr, xte, yte = raw_rows(ds, config.options.get(n_key, None),
                                   config.options.get("max_test", None))
     sub = fraction_rows(ytr, cell.fraction, cell.seed)
     xtr = xtr[sub] if isinstance(xtr, np.ndarray) else [xtr[i] for i in sub]
     ytr = ytr[sub]
-    kw = {k: v for k, v in config.finetune.items() if k not in ("image_size", "max_tokens")}
+    kw = {k: v for k, v in config.finetune.items()
+          if k not in ("image_size", "max_tokens", "augment")}
     if ds.modality == "text":
         module, pre = _text_module(enc, int(config.finetune.get("max_tokens", 128)))
     else:
         module, pre = enc.torch_module(), enc.preprocess
-    r = finetune(module, pre, xtr, ytr, xte, yte, seed=cell.seed,
-                 device=suite_device(config), **kw)
+    if "lrs" in kw:  # converged recipe: lr chosen on a validation split, early stopping
+        from ..features.finetune import finetune_selected, shift_augment
+
+        aug = config.finetune.get("augment")
+        if aug not in (None, "shift"):
+            raise TaskrelInputError(f"config key `finetune.augment` must be 'shift' or "
+                                    f"absent; got {aug!r}")
+        kw["lrs"] = tuple(kw["lrs"])
+        r = finetune_selected(module, pre, xtr, ytr, xte, yte, seed=cell.seed,
+                              augment=shift_augment() if aug and ds.modality == "image"
+                              else None, device=suite_device(config), **kw)
+    else:
+        r = finetune(module, pre, xtr, ytr, xte, yte, seed=cell.seed,
+                     device=suite_device(config), **kw)
     return {"value": r.test_accuracy, "extra": r.to_dict()}
 
 
@@ -267,6 +300,7 @@ def _text_module(enc: Any, max_tokens: int) -> tuple[Any, Any]:
 _REGISTRY: dict[str, Estimator] = {
     "linear_probe": Estimator("linear_probe", _probe_cell, None),
     "finetune": Estimator("finetune", _finetune_cell, None),
+    "logreg": Estimator("logreg", _logreg_cell, None),
     "task_relatedness": Estimator("task_relatedness", _relatedness_cell,
                                   "task_relatedness"),
     UNLABELED: Estimator(UNLABELED, _relatedness_cell, "task_relatedness"),

@@ -30,10 +30,11 @@ import numpy as np
 
 from ..exceptions import TaskrelInputError
 from .store import Cell
-from .suite import DatasetSpec, ExperimentConfig
+from .suite import REFERENCE_TARGET, DatasetSpec, ExperimentConfig
 
 __all__ = ["fraction_rows", "drop_single_row_classes", "suite_device", "suite_dataset",
-           "smallcnn_path", "suite_encoder", "unit_task", "cell_tasks", "pca", "raw_rows",
+           "smallcnn_path", "suite_encoder", "split_source", "encoder_image_size",
+           "source_trained_path", "SOURCE_SEP", "unit_task", "cell_tasks", "pca", "raw_rows",
            "clear_caches"]
 
 
@@ -163,17 +164,103 @@ def _encoder_cached(name: str, opts_json: str, device: str) -> Any:
     return load_encoder(name, device=device, **json.loads(opts_json))
 
 
+#: ``<base>_on_<dataset>``: the base encoder trained (small CNN) or fine-tuned
+#: (EfficientNet-Lite) on a source dataset other than the reference first.
+SOURCE_SEP = "_on_"
+
+
+def split_source(name: str) -> tuple[str, str | None]:
+    """``"smallcnn_on_mnist5k"`` -> ``("smallcnn", "mnist5k")``; other names -> (name, None).
+
+    Examples
+    --------
+    >>> split_source("effnet_lite0_on_mnist5k"), split_source("effnet_lite1")
+    (('effnet_lite0', 'mnist5k'), ('effnet_lite1', None))
+    """
+    base, sep, src = name.partition(SOURCE_SEP)
+    return (base, src) if sep and src else (name, None)
+
+
+def encoder_image_size(config: ExperimentConfig, name: str) -> int | None:
+    """The input resolution of an image encoder of the suite: ``options.image_sizes``
+    (a table encoder -> pixels; a ``<base>_on_<dataset>`` encoder inherits its base's),
+    else ``finetune.image_size``, else the encoder's default."""
+    sizes = config.options.get("image_sizes") or {}
+    base, _ = split_source(name)
+    for key in (name, base):
+        if key in sizes:
+            return int(sizes[key])
+    return int(config.finetune["image_size"]) if "image_size" in config.finetune else None
+
+
+def _source_file(config: ExperimentConfig, base: str, source: str) -> Any:
+    """Where the ``base`` encoder trained on ``source`` is cached, keyed by every
+    setting that changes it."""
+    from ..features.extract import default_cache_dir
+
+    key = json.dumps([base, source, encoder_image_size(config, base),
+                      config.options.get("source_epochs", 3),
+                      config.options.get("max_reference")], sort_keys=True)
+    h = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return default_cache_dir() / "source_trained" / f"{base}_on_{source}-{h}.pt"
+
+
+def source_trained_path(config: ExperimentConfig, base: str, source: str) -> str:
+    """Train ``base`` on the packaged dataset ``source`` once (cached on disk) and
+    return the file: a small CNN trained from scratch for ``options.source_epochs``
+    epochs (default 3), or a pretrained EfficientNet-Lite fine-tuned end to end for
+    that many epochs (AdamW, lr 3e-4, head 10x, at the encoder's resolution). At most
+    ``options.max_reference`` training rows of ``source`` are used; never its test
+    split."""
+    from ..features.datasets import load_dataset, subsample
+    from ..features.encoders import train_small_cnn
+
+    path = _source_file(config, base, source)
+    if path.is_file():
+        return str(path)
+    epochs = int(config.options.get("source_epochs", 3))
+    ds = load_dataset(source)
+    n = config.options.get("max_reference", None)
+    if n is not None and n < len(ds.y_train):
+        ds = subsample(ds, per_class=max(2, int(n) // ds.n_classes), seed=0, split="train")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if base == "smallcnn":
+        train_small_cnn(ds, epochs=epochs, seed=0, out=path, device=suite_device(config),
+                        progress=False)
+        return str(path)
+    from ..features.encoders.image import save_finetuned_effnet
+    from ..features.finetune import finetune
+
+    enc = _encoder_cached(base, json.dumps({"image_size": encoder_image_size(config, base)}
+                                           if base.startswith("effnet") else {}),
+                          suite_device(config))
+    y = np.asarray(ds.y_train)
+    r = finetune(enc.torch_module(), enc.preprocess, ds.x_train, y, ds.x_test[:500],
+                 np.asarray(ds.y_test)[:500], epochs=epochs, lr=3e-4, head_lr_mult=10.0,
+                 seed=0, device=suite_device(config), return_module=True)
+    save_finetuned_effnet(path, enc, r.module, r.head, trained_on=source,
+                          class_names=ds.class_names, recipe=r.recipe)
+    return str(path)
+
+
 def suite_encoder(config: ExperimentConfig, name: str) -> Any:
-    """The encoder ``name`` with the config's options (image size, token budget);
-    ``smallcnn`` is the small CNN trained on the reference (cached per process)."""
+    """The encoder ``name`` with the config's options (image size, token budget):
+    ``smallcnn`` is the small CNN trained on the reference, ``<base>_on_<dataset>``
+    the base encoder trained on that dataset first (:func:`source_trained_path`);
+    cached per process."""
     opts: dict[str, Any] = {}
     ft = config.finetune
-    if name == "smallcnn":
+    base, source = split_source(name)
+    if source is not None:
+        prefix = "smallcnn" if base == "smallcnn" else "effnet_ft"
+        name = f"{prefix}:{source_trained_path(config, base, source)}"
+    elif name == "smallcnn":
         name = "smallcnn:" + smallcnn_path(config)
     elif name.startswith("effnet_lite"):
-        if "image_size" in ft:
-            opts["image_size"] = int(ft["image_size"])
-    elif name in ("minilm",) and "max_tokens" in ft:
+        size = encoder_image_size(config, name)
+        if size is not None:
+            opts["image_size"] = size
+    elif name in ("minilm", "minilm_l3") and "max_tokens" in ft:
         opts["max_seq_length"] = int(ft["max_tokens"])
     return _encoder_cached(name, json.dumps(opts, sort_keys=True), suite_device(config))
 
@@ -192,8 +279,10 @@ def unit_task(config: ExperimentConfig, unit: tuple[str, str, str]) -> Any:
         spec, limit = config.reference, config.options.get("max_reference", None)
     else:
         spec = config.target(name)
-        limit = config.options.get("max_target" if split == "train" else "max_test",
-                                   None)
+        # The reference task's own truths train on as many rows as its head saw.
+        key = "max_reference" if name == REFERENCE_TARGET and split == "train" else \
+            "max_target" if split == "train" else "max_test"
+        limit = config.options.get(key, None)
     return extract_task(suite_encoder(config, enc), suite_dataset(spec), split=split,
                         limit=limit, progress=False, device=suite_device(config))
 
@@ -208,7 +297,8 @@ _TASKS_CACHE_SIZE = 6
 def _reference_key(config: ExperimentConfig, encoder: str) -> str:
     """Everything the projected reference features depend on."""
     opts = {k: config.options.get(k) for k in
-            ("max_reference", "feature_dim", "device", "smallcnn_epochs")}
+            ("max_reference", "feature_dim", "device", "smallcnn_epochs", "source_epochs")}
+    opts["image_size"] = encoder_image_size(config, encoder)
     ft = {k: config.finetune.get(k) for k in ("image_size", "max_tokens")}
     return json.dumps([encoder, config.reference.to_dict(), opts, ft], sort_keys=True)
 

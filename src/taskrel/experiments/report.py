@@ -29,6 +29,7 @@ from .._internal.serialize import (
 )
 from ..exceptions import TaskrelInputError
 from .estimators import TRUTHS, UNLABELED
+from .suite import REFERENCE_TARGET
 
 __all__ = ["write_report", "bound_check", "md_table"]
 
@@ -143,6 +144,9 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
     """
     d = Path(out) / config.name
     d.mkdir(parents=True, exist_ok=True)
+    # The reference task's own truths (target "reference") are reported apart.
+    reference_rows = [r for r in rows if r["target"] == REFERENCE_TARGET]
+    rows = [r for r in rows if r["target"] != REFERENCE_TARGET]
     if not rows:
         raise TaskrelInputError(f"`rows` must hold the suite's results; got none for "
                                 f"{config.name!r}")
@@ -156,13 +160,15 @@ def write_report(config: Any, rows: list[dict[str, Any]], out: Path, *, grid: An
                      + (" (quick)" if config.quick else ""), ""]
     md += ["## Headline", ""]
     headline_at = len(md)
-    views_md = _views_section(config, rows, d, n_classes)
+    views_md = _views_section(config, [*rows, *reference_rows], d, n_classes)
     md += views_md
     md += _bound_sections(rows, d, encs, summary)
     md += _correlation_section(rows, d, truths, summary)
     md += _sweep_section(rows, d, truths, fracs, summary)
     md += _zoo_section(rows, d, truths, fracs, encs, summary)
     md += _cost_section(rows, d)
+    md += _reference_truth_section(reference_rows, d, summary)
+    md += _truth_checks_section([*rows, *reference_rows], d, summary)
     md += _reference_finetune_section(config, d, reference_finetune,
                                       reference_finetune_error, summary)
     md[headline_at:headline_at] = [x for x in views_md if x.startswith(
@@ -189,6 +195,62 @@ def _views_section(config: Any, rows: Sequence[Mapping[str, Any]], d: Path,
     except TaskrelInputError as exc:
         return ["## The field's three views", "", f"_Not computed: {exc}_", ""]
     return V.views_markdown(views)
+
+
+def _reference_truth_section(rows: Sequence[Mapping[str, Any]], d: Path,
+                             summary: dict[str, Any]) -> list[str]:
+    """The reference task's own ground truths per encoder (mean over seeds)."""
+    if not rows:
+        return []
+    acc: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if r["value"] is not None:
+            acc.setdefault((r["encoder"], r["estimator"]), []).append(float(r["value"]))
+    table = [{"encoder": e, "truth": t, "accuracy": float(np.mean(v)), "seeds": len(v)}
+             for (e, t), v in sorted(acc.items())]
+    summary["reference_truth"] = table
+    wide: dict[str, dict[str, Any]] = {}
+    for r in table:
+        wide.setdefault(r["encoder"], {"encoder": r["encoder"]})[r["truth"]] = r["accuracy"]
+    wide_rows = list(wide.values())
+    atomic_write_text(d / "reference_truth.csv", csv_text(table))
+    return ["## The reference task's own ground truth", "",
+            "Test accuracy on the reference task itself (the encoders' health check: "
+            "every ImageNet encoder's tuned logistic probe must reach 0.80).", "",
+            md_table(wide_rows), ""]
+
+
+def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
+                          summary: dict[str, Any]) -> list[str]:
+    """Is the ground truth healthy and converged? (:mod:`.truth_checks`)."""
+    from .truth_checks import learning_curves_png, reference_floor, sanity_rule, winners
+
+    if not any(r["estimator"] in ("logreg", "finetune") for r in rows):
+        return []
+    floor, rule, win = reference_floor(rows), sanity_rule(rows), winners(rows)
+    summary["truth_checks"] = {"reference_floor": floor, "sanity_rule": rule,
+                               "winners": win}
+    md = ["## Ground-truth checks", "",
+          f"- Reference floor (tuned logistic probe >= {floor['floor']:.2f} on the "
+          f"reference for every ImageNet encoder): "
+          f"{'holds' if floor['holds'] else 'FAILS for ' + str(floor['below'] or 'all')}.",
+          f"- Sanity rule (finetune >= logreg - {rule['margin']}): {rule['ok']} of "
+          f"{rule['cells']} ImageNet-encoder cells"
+          + (f" ({rule['share']:.0%}; required {rule['required_share']:.0%}: "
+             f"{'holds' if rule['holds'] else 'FAILS'})." if rule["share"] is not None
+             else "."),
+          f"- Best encoder by fine-tuned accuracy: {win['distinct']} distinct winners over "
+          f"{win['targets']} targets: "
+          + (", ".join(f"{t}: {e}" for t, e in win["best"].items()) or "none yet") + ".",
+          ""]
+    if rule["exceptions"]:
+        md += ["Exceptions to the sanity rule:", "", md_table(rule["exceptions"]), ""]
+    n = learning_curves_png(rows, d / "learning_curves.png")
+    if n:
+        md += [f"Learning curves of the {n} fine-tuning cells (validation accuracy per "
+               "epoch; * the learning rate chosen on validation; grey: the epoch kept):",
+               "", "![learning curves](learning_curves.png)", ""]
+    return md
 
 
 def _bound_sections(rows: Sequence[Mapping[str, Any]], d: Path, encs: Sequence[str],

@@ -33,9 +33,15 @@ from .estimators import UNLABELED as UNLABELED
 from .estimators import reference_tau as reference_tau
 from .inputs import drop_single_row_classes as drop_single_row_classes
 from .inputs import fraction_rows as fraction_rows
-from .inputs import smallcnn_path, suite_device, unit_task
+from .inputs import (
+    smallcnn_path,
+    source_trained_path,
+    split_source,
+    suite_device,
+    unit_task,
+)
 from .store import Cell
-from .suite import ExperimentConfig, expand_grid, load_config
+from .suite import REFERENCE_TARGET, ExperimentConfig, expand_grid, load_config
 from .views import suite_classes
 
 __all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "drop_single_row_classes",
@@ -83,13 +89,25 @@ def normalize_config(config: ExperimentConfig) -> ExperimentConfig:
 
 
 _POSITIVE_INT_OPTIONS = ("max_reference", "max_target", "max_test", "feature_dim",
-                         "smallcnn_epochs")
+                         "smallcnn_epochs", "source_epochs")
 
 
 def _check_encoder_name(name: str) -> None:
+    from ..features.datasets import list_datasets
     from ..features.encoders import list_encoders
+    from .inputs import split_source
 
     known = list_encoders()
+    base, source = split_source(name)
+    if source is not None:
+        trainable = base == "smallcnn" or base in ("effnet_lite0", "effnet_lite1",
+                                                   "effnet_lite2")
+        if not trainable or source not in list_datasets():
+            raise TaskrelInputError(
+                f"config key `encoders`: {name!r} must be <base>_on_<dataset> with base "
+                f"smallcnn or effnet_lite0/1/2 and a dataset among "
+                f"{', '.join(list_datasets())}")
+        return
     prefix, sep, rest = name.partition(":")
     patterns = [k.split(":")[0] for k in known if ":" in k]
     if name in known or name in patterns or (sep and rest and prefix in patterns):
@@ -139,6 +157,12 @@ def _check_options(options: Mapping[str, Any]) -> None:
             check_device(options["device"])
         except TaskrelInputError as exc:
             raise TaskrelInputError(f"config key `options.device`: {exc}") from None
+    sizes = options.get("image_sizes", {})
+    if not isinstance(sizes, Mapping) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 32 for v in sizes.values()):
+        raise TaskrelInputError(
+            "config key `options.image_sizes` must be a table encoder -> int >= 32; "
+            f"got {sizes!r}")
     rf = options.get("reference_finetune")
     if rf not in (None, False) and not isinstance(rf, str):
         raise TaskrelInputError(
@@ -216,8 +240,11 @@ def feature_units(config: ExperimentConfig) -> list[tuple[str, str, str]]:
     units = []
     for enc in config.encoders:
         units.append((enc, config.reference.name, "both"))
-        for t in config.targets:
-            units += [(enc, t.name, "train"), (enc, t.name, "test")]
+        names = [t.name for t in config.targets]
+        if config.reference_truths:
+            names.append(REFERENCE_TARGET)
+        for t in names:
+            units += [(enc, t, "train"), (enc, t, "test")]
     return units
 
 
@@ -248,6 +275,10 @@ def prepare_features(config: ExperimentConfig, executor: Any = "local", *,
     ex = get_executor(executor) if isinstance(executor, str) else executor
     if "smallcnn" in config.encoders:
         smallcnn_path(config)
+    for enc in config.encoders:  # trained once here, before any worker needs them
+        base, source = split_source(enc)
+        if source is not None:
+            source_trained_path(config, base, source)
     gpus = 0.0
     if hasattr(ex, "cluster_gpus") and suite_device(config) != "cpu":
         if ex.cluster_gpus() > 0:

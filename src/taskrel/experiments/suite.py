@@ -39,6 +39,7 @@ from .store import Cell, ResultsStore
 __all__ = [
     "DatasetSpec",
     "ExperimentConfig",
+    "REFERENCE_TARGET",
     "GridReport",
     "CellResult",
     "load_config",
@@ -52,7 +53,10 @@ _TOP_KEYS = {
     "name", "description", "reference", "targets", "encoders", "estimators",
     "fractions", "seeds", "ground_truth", "finetune", "options", "quick",
 }
-_GT_KEYS = {"estimators", "fractions", "finetune_encoders", "seeds"}
+_GT_KEYS = {"estimators", "fractions", "finetune_encoders", "finetune_targets", "seeds",
+            "reference"}
+#: The target name of the reference task's own ground-truth cells.
+REFERENCE_TARGET = "reference"
 _SPEC_KEYS = {"name", "dataset", "classes", "relabel", "transform", "subsample"}
 _TRANSFORM_KEYS = {"kind", "strength"}
 _GT_DEFAULT = ("linear_probe", "finetune")
@@ -121,6 +125,8 @@ class ExperimentConfig:
     truth_fractions: tuple[float, ...] = (1.0,)
     finetune_encoders: tuple[str, ...] | None = None
     truth_seeds: tuple[int, ...] | None = None
+    reference_truths: bool = False
+    finetune_targets: tuple[str, ...] | None = None
     finetune: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -128,6 +134,10 @@ class ExperimentConfig:
     path: str | None = None
 
     def target(self, name: str) -> DatasetSpec:
+        """The target called ``name``; ``"reference"`` is the reference task itself
+        (its own ground truths, ``ground_truth.reference``)."""
+        if name == REFERENCE_TARGET:
+            return self.reference
         for t in self.targets:
             if t.name == name:
                 return t
@@ -154,6 +164,12 @@ def _str_list(v: Any, key: str, *, allow_empty: bool = False) -> tuple[str, ...]
     if dup:
         raise _err(key, "a list without duplicates", dup)
     return out
+
+
+def _bool(v: Any, key: str) -> bool:
+    if not isinstance(v, bool):
+        raise _err(key, "true or false", v)
+    return v
 
 
 def _int_list(v: Any, key: str, *, nonneg: bool = True) -> tuple[int, ...]:
@@ -244,6 +260,9 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise _err("targets", "tasks with distinct names", dup)
+    if REFERENCE_TARGET in names:
+        raise _err("targets", f"names other than {REFERENCE_TARGET!r} (reserved for the "
+                   "reference task's own ground truths)", REFERENCE_TARGET)
 
     q = d.get("quick", {})
     if not isinstance(q, Mapping):
@@ -275,6 +294,15 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
         if bad and not quick:
             raise _err("ground_truth.finetune_encoders", f"names among {list(encoders)}", bad)
         ft_enc = tuple(e for e in ft_enc if e in encoders)
+    ft_tgt = None
+    if "finetune_targets" in gt:
+        ft_tgt = _str_list(gt["finetune_targets"], "ground_truth.finetune_targets",
+                           allow_empty=True)
+        ok = set(names) | {REFERENCE_TARGET}
+        bad = [t for t in ft_tgt if t not in ok]
+        if bad and not quick:
+            raise _err("ground_truth.finetune_targets", f"names among {sorted(ok)}", bad)
+        ft_tgt = tuple(t for t in ft_tgt if t in ok)
     for k in ("finetune", "options"):
         if not isinstance(d.get(k, {}), Mapping):
             raise _err(k, "a table", d[k])
@@ -292,6 +320,8 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
         finetune_encoders=ft_enc,
         truth_seeds=(_int_list(gt["seeds"], "ground_truth.seeds") if "seeds" in gt
                      else None),
+        reference_truths=_bool(gt.get("reference", False), "ground_truth.reference"),
+        finetune_targets=ft_tgt,
         finetune=dict(d.get("finetune", {})),
         options=dict(d.get("options", {})),
         description=str(d.get("description", "")),
@@ -325,21 +355,31 @@ def expand_grid(config: ExperimentConfig) -> list[Cell]:
         )
     ref = config.reference.name
     cells = []
+    truth_seeds = config.seeds if config.truth_seeds is None else config.truth_seeds
     for enc in config.encoders:
-        for tgt in config.targets:
-            for est in config.estimators:
-                for fr in config.fractions:
-                    for s in config.seeds:
-                        cells.append(Cell(enc, ref, tgt.name, fr, s, est))
+        names = [t.name for t in config.targets]
+        if config.reference_truths:
+            names.append(REFERENCE_TARGET)
+        for tgt in names:
+            if tgt != REFERENCE_TARGET:
+                for est in config.estimators:
+                    for fr in config.fractions:
+                        for s in config.seeds:
+                            cells.append(Cell(enc, ref, tgt, fr, s, est))
             for est in config.truth_estimators:
-                if (est == "finetune" and config.finetune_encoders is not None
-                        and enc not in config.finetune_encoders):
+                if est == "finetune" and not _finetuned(config, enc, tgt):
                     continue
-                for fr in config.truth_fractions:
-                    for s in (config.seeds if config.truth_seeds is None
-                              else config.truth_seeds):
-                        cells.append(Cell(enc, ref, tgt.name, fr, s, est))
+                for fr in (config.truth_fractions if tgt != REFERENCE_TARGET else (1.0,)):
+                    for s in truth_seeds:
+                        cells.append(Cell(enc, ref, tgt, fr, s, est))
     return cells
+
+
+def _finetuned(config: ExperimentConfig, encoder: str, target: str) -> bool:
+    """Whether the (encoder, target) pair gets a fine-tuning ground truth:
+    ``ground_truth.finetune_encoders`` and ``finetune_targets`` (default: all)."""
+    return ((config.finetune_encoders is None or encoder in config.finetune_encoders)
+            and (config.finetune_targets is None or target in config.finetune_targets))
 
 
 # ---------------------------------------------------------------------------------

@@ -52,9 +52,10 @@ import numpy as np
 
 from .._internal.serialize import atomic_write_text, csv_text
 from ..exceptions import TaskrelInputError
+from .suite import REFERENCE_TARGET
 
 __all__ = ["TRUTH_SOURCES", "CELLS_COLUMNS", "TRUTH_COLUMNS", "TARGETS_COLUMNS",
-           "REFERENCE_TARGET", "RECOMPUTE_SCRIPT", "cells_table", "truth_table",
+           "RECOMPUTE_SCRIPT", "cells_table", "truth_table",
            "targets_table", "export_tables", "suite_classes", "cluster_resample",
            "compute_views", "write_views", "views_markdown", "views_figure"]
 
@@ -62,8 +63,6 @@ CELLS_COLUMNS = ("encoder", "target", "fraction", "seed", "estimator", "value",
                  "higher_is_better")
 TRUTH_COLUMNS = ("encoder", "target", "truth", "seed", "value")
 TARGETS_COLUMNS = ("target", "n_classes")
-#: The target name of the reference task's own truths (excluded from every view).
-REFERENCE_TARGET = "reference"
 #: truth name -> (store estimator, key of ``extra`` holding it or None for the row's
 #: value, higher is better).
 TRUTH_SOURCES: dict[str, tuple[str, str | None, bool]] = {

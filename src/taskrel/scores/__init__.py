@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 from ._gbc import gbc as gbc
+from ._gbc import gbc_textbook as gbc_textbook
 from ._hscore import h_score as h_score
 from ._hscore import regularized_h_score as regularized_h_score
 from ._knn import knn_accuracy as knn_accuracy
@@ -35,6 +36,7 @@ __all__ = [
     "check_score_inputs",
     "compute_score",
     "gbc",
+    "gbc_textbook",
     "get_score",
     "h_score",
     "knn_accuracy",

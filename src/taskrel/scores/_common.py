@@ -95,7 +95,10 @@ def _n_keep(w: NDArray[np.float64], variance: float) -> int:
         return 1
     if variance >= 1:
         return int(max(1, np.count_nonzero(w > 1e-12 * w[0])))
-    return int(min(w.size, np.searchsorted(np.cumsum(w) / total, variance) + 1))
+    # side='right': the first k whose cumulative ratio exceeds ``variance``, as
+    # scikit-learn's PCA(n_components=variance) chooses it.
+    k = np.searchsorted(np.cumsum(w) / total, variance, side="right") + 1
+    return int(min(w.size, k))
 
 
 def gram(A: NDArray[np.float64], *, rows: bool = False) -> NDArray[np.float64]:

@@ -133,8 +133,10 @@ def regularized_h_score(features: ArrayLike, labels: ArrayLike, *,
         \Sigma_{E[f|y]}\big),\quad
         \Sigma_\alpha = (1-\alpha)\Sigma_f + \alpha\tfrac{\operatorname{tr}\Sigma_f}d I,
 
-    with :math:`\alpha` the Ledoit-Wolf shrinkage intensity and both covariances
-    normalised by 1/n.
+    with :math:`\alpha` the Ledoit-Wolf shrinkage intensity, :math:`\Sigma_f` the
+    1/n covariance (scikit-learn's ``LedoitWolf``) and
+    :math:`\Sigma_{E[f|y]} = \frac1{n-1}\sum_c n_c(\mu_c-\bar f)(\mu_c-\bar f)^\top`
+    (``np.cov``), as in TLlib's ``regularized_h_score``.
 
     Parameters
     ----------
@@ -151,9 +153,10 @@ def regularized_h_score(features: ArrayLike, labels: ArrayLike, *,
 
     Notes
     -----
-    One symmetric eigendecomposition: cost O(n d^2 + d^3). TLlib's version divides
-    the between-class covariance by n - 1 and the shrunk one by n (a factor n/(n-1));
-    here both use 1/n.
+    Equals TLlib's ``tllib/ranking/hscore.py: regularized_h_score`` (the authors'
+    reference, which mixes the 1/n and 1/(n-1) normalisations: a factor n/(n-1) over
+    the 1/n-only form; tested). One symmetric eigendecomposition: cost
+    O(n d^2 + d^3).
 
     References
     ----------
@@ -172,4 +175,5 @@ def regularized_h_score(features: ArrayLike, labels: ArrayLike, *,
     mu = float(torch.trace(S)) / d
     w_a = (1 - alpha) * torch.clamp(w, min=0.0) + alpha * mu
     cutoff = max(n, d) * _EPS * max(float(w_a[-1]), 0.0)
-    return (1 - alpha) * _pinv_trace(w_a, V, M / math.sqrt(n), cutoff)
+    # Between-class covariance with 1/(n - 1), the shrunk one with 1/n (TLlib).
+    return (1 - alpha) * _pinv_trace(w_a, V, M / math.sqrt(n - 1), cutoff)

@@ -21,7 +21,7 @@ from ._registry import register_score
     paper="Ding et al., ECCV 2022 (PACTran)",
 )
 def pactran_gaussian(features: ArrayLike, labels: ArrayLike, *,
-                     lda_factor: float = 1.0, s2_factor: float = 1.0,
+                     lda_factor: float = 1.0, s2_factor: float = 100.0,
                      max_iter: int = 100) -> float:
     r"""PACTran-Gaussian: :math:`\min_\theta \hat L(\theta)` plus a flatness term.
 
@@ -44,9 +44,13 @@ def pactran_gaussian(features: ArrayLike, labels: ArrayLike, *,
     features : array-like of shape (n_samples, n_features)
     labels : array-like of shape (n_samples,)
     lda_factor : float, default 1.0
-        Prior variance factor :math:`\lambda`.
-    s2_factor : float, default 1.0
-        Posterior variance factor (the reference code's grid is 0.1, 1, 10 over d).
+        Prior variance factor :math:`\lambda` (:math:`\lambda n` multiplies the prior
+        variance; the reference code's grid is 10, 1, 0.1).
+    s2_factor : float, default 100.0
+        Posterior variance factor :math:`s` (the variance is :math:`s/d`). The reference
+        code pairs each ``lda_factor`` with two values, 1000/100 for 10, 100/10 for 1
+        and 10/1 for 0.1, and its first output (``pac_gauss_1.0`` for
+        ``lda_factor=1``, i.e. ``s2_factor=100``) is the metric.
     max_iter : int, default 100
         L-BFGS-B iterations (the reference code's 100).
 
@@ -57,7 +61,15 @@ def pactran_gaussian(features: ArrayLike, labels: ArrayLike, *,
 
     Notes
     -----
-    The objective is convex; L-BFGS-B starts at zero (deterministic). Cost per iteration
+    Defaults reproduce google-research/pactran_metrics ``compute_metrics.py:
+    calculate_pac_gauss(features, labels, lda_factor=1.0)``, first returned value (as
+    ETran's ``PAC_Score(X, y, lda_factor=1)`` uses it): the same per-sample loss
+    (cross-entropy / n + :math:`\lVert W\rVert^2/(2\lambda n)`), the same diagonal
+    Hessian (cross-entropy part not divided by n) and the same flatness term. The
+    reference starts L-BFGS-B from a random draw (0.03 N(0, 1)), we start at zero
+    (deterministic); both converge to the same optimum of this convex objective when
+    ``max_iter`` suffices. The value is the bound itself (lower is better; ETran
+    negates it). Cost per iteration
     O(n d C); memory O(n d + n C). Warns with :class:`~taskrel.ConvergenceWarning`
     (naming ``max_iter``) when the optimizer stops at the iteration limit.
 

