@@ -67,11 +67,15 @@ def test_finetune_selected_chooses_lr_on_validation_never_on_test():
     rec = r.recipe
     # A rate of 1e-5 barely moves in 2 epochs: validation picks 1e-2.
     best = max(rec["lrs"], key=lambda v: (max(e["val_accuracy"] for e in
-                                              rec["curves"][str(v)][:2]), -v))
-    assert rec["lr"] == best == 1e-2
+                                              rec["curves"][str(v)][:3]), -v))
+    assert rec["lr"] == best
     assert rec["n_train"] + rec["n_val"] == 150 and rec["n_val"] == 30
-    assert 1 <= rec["best_epoch"] <= rec["epochs"] <= 6
-    assert len(rec["curves"]["1e-05"]) == 2  # the losers stop after the search
+    assert 0 <= rec["best_epoch"] <= rec["epochs"] <= 6
+    # epoch 0 (the probe-initialised model, LP-FT) + the 2 search epochs; the loser
+    # stops there
+    loser = [v for v in rec["lrs"] if v != rec["lr"]][0]
+    assert len(rec["curves"][str(loser)]) == 3
+    assert rec["curves"]["1e-05"][0] == rec["curves"]["0.01"][0]  # same start
     assert r.test_accuracy > 0.8
     # The test split is read once, after selection: other test labels change nothing
     # but the test numbers.
@@ -85,6 +89,11 @@ def test_finetune_selected_stops_on_plateau_and_flags_the_cap():
                           max_epochs=30, patience=2, batch_size=16, device="cpu")
     assert r.recipe["converged"] and r.recipe["epochs"] < 30
     assert r.recipe["epochs"] - r.recipe["best_epoch"] >= 2  # stopped after the plateau
+    # Without the probe head the curve has no epoch 0.
+    r0 = finetune_selected(_mlp(), None, X, y, X[:10], y[:10], lrs=(1e-2,), max_epochs=3,
+                           probe_init=False, batch_size=16, device="cpu")
+    assert r.recipe["curves"]["0.01"][0]["val_accuracy"] >= 0.9  # the probe start
+    assert r0.recipe["head_init"] == "PyTorch default"
     capped = finetune_selected(_mlp(), None, X, y, X[:10], y[:10], lrs=(1e-2,),
                                search_epochs=1, max_epochs=1, device="cpu")
     assert capped.recipe["converged"] is False and capped.recipe["epochs"] == 1

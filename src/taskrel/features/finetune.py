@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -380,12 +381,13 @@ def linear_probe_cell(
 FINETUNE_LRS = (1e-4, 3e-4, 1e-3)
 
 
-def shift_augment(max_shift: float = 0.125) -> Callable[[torch.Tensor, np.random.Generator],
+def shift_augment(max_shift: float = 0.07) -> Callable[[torch.Tensor, np.random.Generator],
                                                        torch.Tensor]:
     """Random translations of image batches ``(n, C, S, S)``: each image is shifted by
-    up to ``max_shift * S`` pixels in each direction (zero padding, i.e. the
-    normalised background is padded with the value 0). No flips: digits are not
-    flip-invariant. Returns ``augment(batch, rng) -> batch``."""
+    up to ``max_shift * S`` pixels in each direction; the border pixels are replicated
+    into the gap (zero padding would paint grey strips: after normalisation 0 is not
+    the background). No flips: digits are not flip-invariant. Returns
+    ``augment(batch, rng) -> batch``."""
     if not 0 <= max_shift < 0.5:
         raise TaskrelInputError(f"`max_shift` must be in [0, 0.5); got {max_shift!r}")
 
@@ -394,7 +396,7 @@ def shift_augment(max_shift: float = 0.125) -> Callable[[torch.Tensor, np.random
             return xb
         s = xb.shape[-1]
         p = max(1, int(round(max_shift * s)))
-        padded = nn.functional.pad(xb, (p, p, p, p))
+        padded = nn.functional.pad(xb, (p, p, p, p), mode="replicate")
         off = rng.integers(0, 2 * p + 1, size=(xb.shape[0], 2))
         return torch.stack([padded[i, :, a:a + s, b:b + s]
                             for i, (a, b) in enumerate(off)])
@@ -428,6 +430,34 @@ def _epoch(enc: nn.Module, head: nn.Module, opt: torch.optim.Optimizer,
     return float(np.mean(losses)) if losses else float("nan")
 
 
+def _probe_head(module: nn.Module, pre: Any, x: Any, y: np.ndarray, K: int,
+                dev: torch.device, eval_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LP-FT's head (Kumar et al., ICLR 2022): L2 logistic regression (C=1) on the
+    frozen encoder's standardized training features, folded back into a linear layer
+    on the raw features: ``W / sd`` and ``b - W @ (mean / sd)``."""
+    from sklearn.linear_model import LogisticRegression
+
+    enc = copy.deepcopy(module).to(dev).eval()
+    with torch.no_grad():
+        F = np.concatenate([
+            _features(enc, pre(_take(x, np.arange(s, min(len(y), s + eval_batch_size))))
+                      .to(dev)).double().cpu().numpy()
+            for s in range(0, len(y), eval_batch_size)])
+    mu, sd = F.mean(0), F.std(0)
+    sd[sd < 1e-12] = 1.0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lbfgs ConvergenceWarning
+        m = LogisticRegression(C=1.0, max_iter=1000).fit((F - mu) / sd, y)
+    W = np.zeros((K, F.shape[1]))
+    b = np.full(K, -30.0)  # a class absent from the fit rows: never predicted
+    coef = m.coef_ if len(m.classes_) > 2 else np.vstack([-m.coef_, m.coef_]) / 2
+    icpt = m.intercept_ if len(m.classes_) > 2 else np.array([-m.intercept_[0],
+                                                               m.intercept_[0]]) / 2
+    W[m.classes_] = coef / sd
+    b[m.classes_] = icpt - (coef / sd) @ mu
+    return (torch.as_tensor(W, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32))
+
+
 def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: float,
             epochs: int, state: dict[str, Any] | None, cfg: dict[str, Any],
             dev: torch.device) -> dict[str, Any]:
@@ -439,9 +469,21 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
         enc, head, opt, d = _build(module, pre, xtr, K, dev, lr=lr,
                                    head_lr_mult=cfg["head_lr_mult"],
                                    weight_decay=cfg["weight_decay"])
+        if cfg["head_init"] is not None:  # LP-FT: start from the linear probe
+            with torch.no_grad():
+                head.weight.copy_(cfg["head_init"][0].to(dev))
+                head.bias.copy_(cfg["head_init"][1].to(dev))
         state = {"enc": enc, "head": head, "opt": opt, "lr": lr, "curve": [],
                  "best_acc": -1.0, "best": None, "steps": 0,
                  "rng": np.random.default_rng([cfg["seed"], 17]), "since_best": 0}
+        vl, vc = _evaluate(enc, head, pre, xva, yva, cfg["eval_batch_size"], dev)
+        if "train_loss0" not in cfg:  # every rate starts from the same weights
+            cfg["train_loss0"] = _evaluate(enc, head, pre, xtr, ytr,
+                                           cfg["eval_batch_size"], dev)[0] / len(ytr)
+        state["curve"].append({"epoch": 0, "train_loss": cfg["train_loss0"],
+                               "val_loss": vl / len(yva), "val_accuracy": vc / len(yva)})
+        state["best_acc"] = vc / len(yva)
+        state["best"] = (copy.deepcopy(enc.state_dict()), copy.deepcopy(head.state_dict()), 0)
     enc, head, opt = state["enc"], state["head"], state["opt"]
     n_warm = cfg["warmup_steps"]
 
@@ -456,12 +498,12 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
                     cfg["augment"], warm)
         vl, vc = _evaluate(enc, head, pre, xva, yva, cfg["eval_batch_size"], dev)
         acc = vc / len(yva)
-        state["curve"].append({"epoch": len(state["curve"]) + 1, "train_loss": tl,
+        state["curve"].append({"epoch": len(state["curve"]), "train_loss": tl,
                                "val_loss": vl / len(yva), "val_accuracy": acc})
         if acc > state["best_acc"] + cfg["min_delta"]:
             state["best_acc"], state["since_best"] = acc, 0
             state["best"] = (copy.deepcopy(enc.state_dict()),
-                             copy.deepcopy(head.state_dict()), len(state["curve"]))
+                             copy.deepcopy(head.state_dict()), len(state["curve"]) - 1)
         else:
             state["since_best"] += 1
     return state
@@ -476,15 +518,16 @@ def finetune_selected(
     y_test: ArrayLike,
     *,
     lrs: tuple[float, ...] = FINETUNE_LRS,
-    search_epochs: int = 2,
-    max_epochs: int = 12,
-    patience: int = 2,
+    search_epochs: int = 3,
+    max_epochs: int = 10,
+    patience: int = 3,
     min_delta: float = 0.002,
     val_fraction: float = 0.2,
-    head_lr_mult: float = 10.0,
+    head_lr_mult: float = 1.0,
     weight_decay: float = 1e-4,
     batch_size: int = 64,
     augment: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None,
+    probe_init: bool = True,
     seed: int = 0,
     device: str = "auto",
     eval_batch_size: int = 256,
@@ -496,13 +539,17 @@ def finetune_selected(
 
     1. a stratified ``val_fraction`` of the training rows (seeded) is held out; the
        test split is read once, at the end;
-    2. each learning rate in ``lrs`` trains a fresh copy (same seed, same head init)
-       for ``search_epochs`` epochs (AdamW, linear warm-up over the first epoch, then a
-       constant rate; ``augment`` applied to training batches);
+    2. with ``probe_init`` (LP-FT, Kumar et al. 2022) the head starts from a logistic
+       regression on the frozen encoder's features of the training rows (epoch 0 of
+       the curves is that probe); each learning rate in ``lrs`` trains a fresh copy
+       (same seed, same head init) for ``search_epochs`` epochs (AdamW, linear
+       warm-up over the first epoch, then a constant rate; ``augment`` applied to
+       training batches);
     3. the rate with the best validation accuracy (ties: the smaller rate) continues,
        epoch by epoch, until the validation accuracy has not improved by
        ``min_delta`` for ``patience`` epochs (a plateau) or ``max_epochs`` is reached;
-    4. the weights of the best validation epoch are measured on the test split.
+    4. the weights of the best validation epoch (epoch 0: the probe-initialised
+       model, when no epoch beat it) are measured on the test split.
 
     ``recipe["converged"]`` is False when step 3 stopped at ``max_epochs`` before a
     plateau (the ground truth is then reported, but flagged).
@@ -545,15 +592,18 @@ def finetune_selected(
            "weight_decay": check_positive(weight_decay, "weight_decay", allow_zero=True),
            "seed": int(seed), "bs": bs, "augment": augment, "min_delta": float(min_delta),
            "eval_batch_size": int(eval_batch_size),
-           "warmup_steps": math.ceil(len(itr) / bs)}
+           "warmup_steps": math.ceil(len(itr) / bs), "head_init": None}
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        if probe_init:
+            cfg["head_init"] = _probe_head(module, pre, data[0], data[1], K, dev,
+                                           int(eval_batch_size))
         runs = {}
         for lr in lrs:
             torch.manual_seed(int(seed))
             runs[lr] = _run_lr(module, pre, data, K, lr, search_epochs, None, cfg, dev)
         best_lr = max(lrs, key=lambda v: (runs[v]["best_acc"], -v))
         st = runs[best_lr]
-        while (len(st["curve"]) < max_epochs and st["since_best"] < patience):
+        while (len(st["curve"]) - 1 < max_epochs and st["since_best"] < patience):
             st = _run_lr(module, pre, data, K, best_lr, 1, st, cfg, dev)
         converged = st["since_best"] >= patience
         enc_sd, head_sd, best_epoch = st["best"]
@@ -563,11 +613,13 @@ def finetune_selected(
                                       eval_batch_size, dev)
     recipe = {
         "optimizer": "AdamW", "lrs": list(lrs), "lr": best_lr,
+        "head_init": "logistic regression on frozen features (LP-FT)" if probe_init
+        else "PyTorch default",
         "head_lr": best_lr * cfg["head_lr_mult"], "weight_decay": cfg["weight_decay"],
         "schedule": "linear warm-up over the first epoch, then constant",
         "search_epochs": int(search_epochs), "max_epochs": int(max_epochs),
         "patience": int(patience), "min_delta": float(min_delta),
-        "epochs": len(st["curve"]), "best_epoch": int(best_epoch),
+        "epochs": len(st["curve"]) - 1, "best_epoch": int(best_epoch),
         "converged": bool(converged), "val_accuracy": float(st["best_acc"]),
         "val_fraction": float(val_fraction), "n_train": int(len(itr)),
         "n_val": int(len(iva)), "n_test": int(len(yte)), "n_classes": K,
@@ -579,5 +631,5 @@ def finetune_selected(
     }
     return FinetuneResult(
         test_accuracy=correct / len(yte), test_loss=tot_loss / len(yte),
-        train_loss=float(st["curve"][best_epoch - 1]["train_loss"]),
+        train_loss=float(st["curve"][best_epoch]["train_loss"]),
         seconds=time.perf_counter() - t0, recipe=recipe)
