@@ -66,6 +66,12 @@ def _cmd_relate(args: argparse.Namespace) -> int:
     tgt = load_task(args.target, require_labels=not args.no_target_labels)
     check_task(ref, "reference", require_labels=True)
     check_task(tgt, "target")
+    d_r, d_t = ref.features.shape[1], tgt.features.shape[1]
+    if d_r != d_t:
+        raise TaskrelInputError(
+            f"`reference` and `target` must hold features of one dimension (the same "
+            f"encoder); got {d_r} per row in {args.reference!r} and {d_t} in "
+            f"{args.target!r}")
     use_labels = tgt.labels is not None and not args.no_target_labels
     kw: dict[str, Any] = dict(
         tau=tau,

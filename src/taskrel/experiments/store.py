@@ -189,10 +189,10 @@ class ResultsStore:
         p = Path(path)
         if p.exists() and p.is_dir():
             raise TaskrelInputError(f"`path` must be a database file; {str(p)!r} is a folder")
-        if (isinstance(claim_timeout, bool) or not isinstance(claim_timeout, (int, float))
-                or not claim_timeout > 0):
+        ct = claim_timeout
+        if isinstance(ct, bool) or not isinstance(ct, (int, float)) or not ct > 0:
             raise TaskrelInputError(
-                f"`claim_timeout` must be a positive number of seconds; got {claim_timeout!r}")
+                f"`claim_timeout` must be a positive number of seconds; got {ct!r}")
         self.path = str(p)
         self.claim_timeout = float(claim_timeout)
         self._versions = json.dumps(package_versions(), sort_keys=True)
@@ -338,8 +338,8 @@ class ResultsStore:
                 (*k, me["host"], me["pid"], me["started"], me["run"], time.time()))
         return "claimed"
 
-    def release(self, keys: Iterable[Cell | Mapping[str, Any] | tuple[Any, ...]] | None = None
-                ) -> None:
+    def release(self, keys: Iterable[Cell | Mapping[str, Any] | tuple[Any, ...]]
+                | None = None) -> None:
         """Drop this run's claims on ``keys`` (default: all of them)."""
         with self._con:
             self._con.execute("BEGIN IMMEDIATE")
@@ -473,7 +473,8 @@ def _claim_alive(held: Mapping[str, Any], me: Mapping[str, Any], timeout: float)
     return now != "zombie" and (not now or not held["started"] or now == held["started"])
 
 
-def _connect_readonly(p: Path, timeout: float) -> tuple[sqlite3.Connection, tuple[str, ...]]:
+def _connect_readonly(p: Path, timeout: float
+                      ) -> tuple[sqlite3.Connection, tuple[str, ...]]:
     """A read-only connection (``mode=ro``: the file is never written, its journal
     mode never changed) to a file that must hold our ``cells`` table, and its
     columns (a store written before rows had a digest lacks ``digest``)."""

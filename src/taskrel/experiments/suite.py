@@ -476,9 +476,9 @@ def run_grid(
     todo, stale, legacy = store.missing(wanted)
     if legacy:
         warnings.warn(
-            f"{len(legacy)} rows of {store.path!r} have no digest (written before taskrel "
-            "recorded what determines a cell); they are kept as they are. Delete them "
-            "(or the store) to recompute them under the current config.",
+            f"{len(legacy)} rows of {store.path!r} have no digest (written before "
+            "taskrel recorded what determines a cell); they are kept as they are. "
+            "Delete them (or the store) to recompute them under the current config.",
             UserWarning, stacklevel=2)
     computed, failed, by_others = _compute(ex, cell_fn, todo, store, wanted, progress)
     if failed:
