@@ -69,9 +69,8 @@ def _cmd_relate(args: argparse.Namespace) -> int:
     d_r, d_t = ref.features.shape[1], tgt.features.shape[1]
     if d_r != d_t:
         raise TaskrelInputError(
-            f"`reference` and `target` must hold features of one dimension (the same "
-            f"encoder); got {d_r} per row in {args.reference!r} and {d_t} in "
-            f"{args.target!r}")
+            f"`reference` and `target` must have the same number of features: {d_r} "
+            f"vs {d_t} ({args.reference!r} vs {args.target!r}; one encoder's features)")
     use_labels = tgt.labels is not None and not args.no_target_labels
     kw: dict[str, Any] = dict(
         tau=tau,

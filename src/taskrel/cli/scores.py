@@ -62,9 +62,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         d_s, d_t = source.features.shape[1], task.features.shape[1]
         if readers and d_s != d_t:
             raise TaskrelInputError(
-                f"`--source` must hold features of TASK's dimension (for "
-                f"{', '.join(readers)}); got {d_s} per row in {args.source!r} and {d_t} "
-                f"in {args.task!r}")
+                f"`--source` and `TASK` must have the same number of features for "
+                f"{', '.join(readers)}: {d_s} vs {d_t} ({args.source!r} vs "
+                f"{args.task!r})")
     for spec in specs:
         check_score_inputs(spec.name, task, source=source)
     rows = [_one_score(spec, task, source, kw, compute_score) for spec in specs]
