@@ -97,7 +97,11 @@ def test_digest_covers_exactly_what_each_cell_reads():
     # not a target is the reference itself.
     d = digest_inputs(cfg, Cell("e", "digits04", "digits04", 1.0, 0, "someday"))
     assert "device" not in d["options"] and d["options"]["feature_dim"] == 8
-    assert d["target"] == {"reference": cfg.reference.to_dict()} and "finetune" in d
+    assert d["target"]["spec"] == {"reference": cfg.reference.to_dict()}
+    assert "finetune" in d
+    ref_ft = Cell("e", "digits04", "reference", 1.0, 0, "finetune")
+    assert cell_digest(cfg, ref_ft) != cell_digest(
+        replace(cfg, options={**opts, "max_reference": 100}), ref_ft)
     with pytest.raises(TaskrelInputError, match="`cell` must be a Cell"):
         cell_digest(cfg, ("e",))
     with pytest.raises(TaskrelInputError, match="`config` must be an ExperimentConfig"):

@@ -18,7 +18,9 @@ What each cell reads (``taskrel.experiments.estimators`` / ``inputs``):
   ``recipe`` and ``b_mode``; ``linear_probe``: also ``options.tau``;
 - ``finetune``: the target spec, ``max_target``, ``max_test``, the whole
   ``[finetune]`` table and, for ``smallcnn``, what the small CNN is trained on;
-- an estimator this table does not know: every option and the ``[finetune]`` table.
+- an estimator this table does not know: every option and the ``[finetune]`` table;
+- a target name that is not one of the config's targets is the reference task itself
+  (its own ground truths): its spec and ``max_reference`` stand for the target's.
 
 An option this module does not know is part of every cell's digest (a change
 recomputes too much rather than too little). ``options.device`` and
@@ -87,13 +89,16 @@ def _opt(config: ExperimentConfig, key: str) -> Any:
     return config.options.get(key, _DEFAULTS.get(key))
 
 
-def _task_spec(config: ExperimentConfig, name: str) -> dict[str, Any]:
-    """The spec of the target called ``name``; the reference's when no target has
-    that name (a cell may measure the reference task itself)."""
+def _task_inputs(config: ExperimentConfig, name: str) -> dict[str, Any]:
+    """The spec and row caps of the target called ``name``; the reference's (spec and
+    ``max_reference`` too) when no target has that name (a cell may measure the
+    reference task itself)."""
+    caps = [_opt(config, "max_target"), _opt(config, "max_test")]
     for t in config.targets:
         if t.name == name:
-            return t.to_dict()
-    return {"reference": config.reference.to_dict()}
+            return {"spec": t.to_dict(), "rows": caps}
+    return {"spec": {"reference": config.reference.to_dict()},
+            "rows": caps + [_opt(config, "max_reference")]}
 
 
 def _encoder_inputs(config: ExperimentConfig, encoder: str) -> dict[str, Any]:
@@ -122,8 +127,7 @@ def digest_inputs(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     est = cell.estimator
     d: dict[str, Any] = {"algorithm": ALGORITHM_VERSION,
                          "encoder": _encoder_inputs(config, cell.encoder),
-                         "target": _task_spec(config, cell.target),
-                         "rows": [_opt(config, "max_target"), _opt(config, "max_test")]}
+                         "target": _task_inputs(config, cell.target)}
     if est == "finetune":
         d["finetune"] = dict(config.finetune)
     else:
