@@ -15,7 +15,8 @@ What each cell reads (``taskrel.experiments.estimators`` / ``inputs``):
   ``max_test``, ``feature_dim``, the encoder's settings (``finetune.image_size`` and
   ``finetune.max_tokens``; ``options.smallcnn_epochs`` for ``smallcnn``);
 - ``task_relatedness`` and ``task_relatedness_unlabeled``: also ``options.tau``,
-  ``recipe`` and ``b_mode``; ``linear_probe``: also ``options.tau``;
+  ``recipe`` and ``b_mode``; ``linear_probe``: also ``options.tau``; ``logreg``
+  (the tuned logistic probe): nothing more;
 - ``finetune``: the target spec, ``max_target``, ``max_test``, the whole
   ``[finetune]`` table and, for ``smallcnn``, what the small CNN is trained on;
 - an estimator this table does not know: every option and the ``[finetune]`` table;
@@ -73,6 +74,7 @@ _ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {
     "task_relatedness": ("tau", "recipe", "b_mode"),
     UNLABELED: ("tau", "recipe", "b_mode"),
     "linear_probe": ("tau",),
+    "logreg": (),  # taskrel.logistic_probe on the cell's features: no option of its own
 }
 #: Options that change no cell's value.
 _NO_VALUE_OPTIONS = ("device", "reference_finetune")
