@@ -15,6 +15,7 @@ import taskrel
 from taskrel.cli import main
 from taskrel.exceptions import TaskrelInputError
 from taskrel.features.datasets import load_dataset, subset_classes, transform_images
+from taskrel.features.encoders import load_encoder
 from taskrel.features.extract import extract_task
 from taskrel.io import Task, load_task
 from taskrel.probe import linear_probe
@@ -34,6 +35,7 @@ BAD_P = P.copy()
 BAD_P[0, 0] = np.nan
 NEG_P = P.copy()
 NEG_P[0] = [-0.5, 1.0, 0.5]
+DIMS = "`reference_features` and `target_features`"
 FEATURE_SCORES = [n for n in list_scores() if n not in ("leep", "nce", "task_relatedness")]
 
 
@@ -64,7 +66,13 @@ API = [
      "reference"),
     ("tr-one-class", _tr(reference_labels=np.zeros_like(YR)), "reference_labels"),
     ("tr-float-labels", _tr(target_labels=YT + 0.5), "target_labels"),
-    ("tr-dim-mismatch", _tr(target_features=XT[:, :3]), "features"),
+    ("tr-dim-mismatch", _tr(target_features=XT[:, :3]), DIMS),
+    ("tr-dim-mismatch-reference", _tr(reference_features=XR[:, :3]), DIMS),
+    ("tr-dim-mismatch-unlabelled", _tr(target_features=XT[:, :3], target_labels=None),
+     DIMS),
+    ("tr-dim-mismatch-reference-test", _tr(reference_test_features=XR[:, :3],
+                                           reference_test_labels=YR),
+     "`reference_test_features`"),
     ("tr-seed-negative", _tr(seed=-1), "seed"),
     ("tr-seed-too-big", _tr(seed=2**32), "seed"),
     ("tr-seed-float", _tr(seed=1.5), "seed"),
@@ -86,6 +94,11 @@ API = [
     ("est-fit-scale", lambda: TaskRelatedness(progress=False).fit(XR * 1e200, YR),
      "reference_features"),
     ("est-bad-recipe", lambda: TaskRelatedness(recipe="x"), "recipe"),
+    ("est-relate-dim-mismatch",
+     lambda: TaskRelatedness(progress=False).fit(XR, YR).relate(XT[:, :3], YT),
+     DIMS),
+    ("probe-dim-mismatch", lambda: linear_probe(XT, YT, XT[:, :3], YT, tau=1.0),
+     "`train_features` and `test_features`"),
     ("probe-nan", lambda: linear_probe(NAN_XT, YT, XT, YT, tau=1.0), "features"),
     ("probe-label-count", lambda: linear_probe(XT, YT[:-2], XT, YT, tau=1.0), "labels"),
     ("probe-scale", lambda: linear_probe(XT * 1e-200, YT, XT, YT, tau=1.0), "features"),
@@ -102,6 +115,9 @@ API = [
     ("leep-no-probs", _score("leep"), "source_probs"),
     ("leep-logits", _score("leep", probs=P - 2), "source_probs"),
     ("otce-no-source", _score("otce"), "source"),
+    *[(f"{n}-source-dim-mismatch",
+       _score(n, source=Task(features=XR[:, :3], labels=YR)), "features")
+      for n in ("otce", "ot_nce", "task_relatedness")],
     ("score-device", lambda: compute_score("logme", Task(features=XT, labels=YT),
                                            device="gpu9"), "device"),
     *[(f"{n}-scale-1e300", _score(n, X=XT * 1e300, probs=P,
@@ -117,6 +133,10 @@ API = [
      "batch_size"),
     ("extract-limit-0", lambda: extract_task("smallcnn", "digits", limit=0), "limit"),
     ("extract-split", lambda: extract_task("smallcnn", "digits", split="dev"), "split"),
+    ("extract-device", lambda: extract_task("effnet_lite0_random", "digits", device="tpu",
+                                            limit=5), "`device`"),
+    ("load-encoder-device", lambda: load_encoder("effnet_lite0_random", device="tpu"),
+     "`device`"),
     ("extract-dataset", lambda: extract_task("smallcnn", "nodata"), "name"),
     ("dataset-unknown", lambda: load_dataset("imagenet"), "name"),
     ("subset-classes", lambda: subset_classes(load_dataset("digits"), [42]), "classes"),
@@ -217,6 +237,7 @@ CONFIGS = {
 }
 
 R, T = "{d}/ref.npz", "{d}/tgt.npz"
+RT = "`reference` and `target`"  # the relate arguments of one feature dimension
 CLI = [
     # relate
     ("relate-label-count", ["relate", R, "{d}/short.npz", "--quiet"], "inconsistent"),
@@ -240,7 +261,12 @@ CLI = [
     ("relate-no-ref-labels", ["relate", "{d}/nolabels.npz", T], "labels"),
     ("relate-1d-features", ["relate", R, "{d}/flat.npz"], "target features"),
     ("relate-string-features", ["relate", R, "{d}/strs.npz"], "target features"),
-    ("relate-dim-mismatch", ["relate", R, "{d}/dim3.npz", "--quiet"], "features"),
+    ("relate-dim-mismatch", ["relate", R, "{d}/dim3.npz", "--quiet"], RT),
+    ("relate-dim-mismatch-swapped", ["relate", "{d}/dim3.npz", R, "--quiet"], RT),
+    ("relate-dim-mismatch-unlabelled", ["relate", R, "{d}/dim3.npz", "--quiet",
+                                        "--no-target-labels"], RT),
+    ("relate-dim-mismatch-json", ["relate", R, "{d}/dim3.npz", "--quiet", "--json",
+                                  "{d}/r.json"], RT),
     ("relate-one-class", ["relate", "{d}/oneclass.npz", T, "--quiet"], "classes"),
     ("relate-recipe", ["relate", R, T, "--recipe", "slow"], "--recipe"),
     ("relate-more-classes", ["relate", T, R, "--quiet"], "--b-mode learned"),
@@ -264,6 +290,10 @@ CLI = [
     ("score-scale-1e-300", ["score", "knn_accuracy", "{d}/tiny.npz"], "TASK features"),
     ("score-nan", ["score", "h_score", "{d}/nan.npz"], "TASK features"),
     ("score-label-count", ["score", "logme", "{d}/short.npz"], "inconsistent"),
+    ("score-source-dim-mismatch", ["score", "otce", T, "--source", "{d}/dim3.npz"],
+     "--source"),
+    ("score-source-dim-mismatch-2", ["score", "logme,task_relatedness", "{d}/dim3.npz",
+                                     "--source", R, "--json", "{d}/s.json"], "--source"),
     ("score-missing-source", ["score", "otce", T, "--source", "{d}/none.npz"],
      "does not exist"),
     ("score-source-no-labels", ["score", "otce", T, "--source", "{d}/nolabels.npz"],
@@ -291,6 +321,14 @@ CLI = [
     ("extract-unknown-encoder", ["extract", "nosuchenc", "digits", "--out", "{d}/o.npz"],
      "nosuchenc"),
     ("extract-split", ["extract", "smallcnn", "digits", "--split", "dev"], "--split"),
+    ("extract-device-word", ["extract", "effnet_lite0_random", "digits", "--device",
+                             "tpu"], "--device"),
+    ("extract-device-cuda-index", ["extract", "effnet_lite0_random", "digits",
+                                   "--device", "cuda:99"], "--device"),
+    ("extract-device-empty", ["extract", "effnet_lite0_random", "digits", "--device",
+                              ""], "--device"),
+    ("extract-device-before-encoder", ["extract", "nosuchenc", "digits", "--device",
+                                       "gpu"], "--device"),
     ("extract-limit-word", ["extract", "smallcnn", "digits", "--limit", "all"], "--limit"),
     ("datasets-unknown-flag", ["datasets", "--bogus"], "--bogus"),
     ("encoders-extra-arg", ["encoders", "smallcnn"], "smallcnn"),
@@ -389,3 +427,32 @@ def test_cli_bad_input(case, files, capsys):
     assert "Traceback" not in err
     assert _listing(files) == before  # nothing written: no store, report or partial file
     assert (files / "foreign.sqlite").read_bytes() == foreign
+
+
+def test_score_json_writes_null_and_a_reason_never_nan(tmp_path, capsys):
+    """A score that has no finite value on valid inputs (LogME gives NaN and SFDA's
+    eigh fails on all-zero features; H-score needs n > d) is written as JSON null
+    with its reason, and the others as numbers; the file is strict JSON."""
+    import json
+
+    np.savez(tmp_path / "zero.npz", features=np.zeros((20, 4)), labels=YT)
+    np.savez(tmp_path / "wide.npz", features=_rng.normal(size=(20, 30)), labels=YT)
+    for task, names, nulls in (("zero", "logme,sfda,knn_accuracy", {"logme", "sfda"}),
+                               ("wide", "h_score,logme", {"h_score"})):
+        out = tmp_path / f"{task}.json"
+        assert main(["score", names, str(tmp_path / f"{task}.npz"), "--json",
+                     str(out)]) == 0
+        text = out.read_text()
+        assert "NaN" not in text and "Infinity" not in text
+        doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+        rows = {r["score"]: r for r in doc["scores"]}
+        assert list(rows) == names.split(",")
+        for name, r in rows.items():
+            if name in nulls:
+                assert r["value"] is None and r["reason"].strip(), r
+                assert "\n" not in r["reason"]
+            else:
+                assert isinstance(r["value"], float) and "reason" not in r
+        assert "Traceback" not in capsys.readouterr().err
+    assert "not a finite value" in json.loads((tmp_path / "zero.json").read_text())[
+        "scores"][0]["reason"]

@@ -12,6 +12,7 @@ __all__ = ["register"]
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    from .._internal.devices import check_device
     from .._internal.validation import check_output_path, check_positive
     from ..features.encoders import encoder_from_json, load_encoder
     from ..features.extract import extract_task
@@ -20,6 +21,10 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                     ("--batch-size", args.batch_size)):
         if v is not None:
             check_positive(v, flag, integer=True)
+    try:
+        check_device(args.device)  # before the encoder (and its weights) load
+    except TaskrelInputError as exc:
+        raise TaskrelInputError(f"`--device`: {exc}") from None
     _check_dataset(args.dataset)
     out = args.out or f"{args.encoder.replace(':', '_').replace('/', '_')}__{args.dataset}.npz"
     check_output_path(out, "--out")

@@ -66,6 +66,11 @@ def _cmd_relate(args: argparse.Namespace) -> int:
     tgt = load_task(args.target, require_labels=not args.no_target_labels)
     check_task(ref, "reference", require_labels=True)
     check_task(tgt, "target")
+    d_r, d_t = ref.features.shape[1], tgt.features.shape[1]
+    if d_r != d_t:
+        raise TaskrelInputError(
+            f"`reference` and `target` must have the same number of features: {d_r} "
+            f"vs {d_t} ({args.reference!r} vs {args.target!r}; one encoder's features)")
     use_labels = tgt.labels is not None and not args.no_target_labels
     kw: dict[str, Any] = dict(
         tau=tau,

@@ -58,6 +58,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
     source = load_task(args.source, require_labels=True) if args.source else None
     if source is not None:
         check_task(source, "--source", require_labels=True)
+        readers = [s.name for s in specs if "source_task" in s.inputs]
+        d_s, d_t = source.features.shape[1], task.features.shape[1]
+        if readers and d_s != d_t:
+            raise TaskrelInputError(
+                f"`--source` and `TASK` must have the same number of features for "
+                f"{', '.join(readers)}: {d_s} vs {d_t} ({args.source!r} vs "
+                f"{args.task!r})")
     for spec in specs:
         check_score_inputs(spec.name, task, source=source)
     rows = [_one_score(spec, task, source, kw, compute_score) for spec in specs]

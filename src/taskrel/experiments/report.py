@@ -462,6 +462,12 @@ def _run_section(rows: Sequence[Mapping[str, Any]], grid: Any, seconds: float | 
     if grid is not None:
         md += [f"- cells: {grid.total} ({grid.computed} computed now, {grid.skipped} "
                f"from the store, {len(grid.failed)} failed)"]
+        if getattr(grid, "stale", 0):
+            md.append(f"  - {grid.stale} rows recomputed: the config changed what they "
+                      "depend on (their digest differed)")
+        if getattr(grid, "legacy", 0):
+            md.append(f"  - {grid.legacy} rows kept without a check: written by an older "
+                      "taskrel, they have no digest")
         for cell, msg in grid.failed[:20]:
             md.append(f"  - failed: {cell}: {msg[:200]}")
         summary["failed"] = [[str(c), m] for c, m in grid.failed]

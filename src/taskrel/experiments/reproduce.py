@@ -339,19 +339,24 @@ def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
 
 def _run_grid(config: ExperimentConfig, db: str | os.PathLike[str], ex: Any,
               progress: bool) -> tuple[Any, list[dict[str, Any]]]:
-    """Features first (when a cell is missing), then the grid; the store's rows."""
+    """Features first (when a cell is missing or stale), then the grid, each row
+    with its digest (:func:`taskrel.experiments.digest.suite_digest`); the store's
+    rows."""
+    from .digest import suite_digest
     from .store import ResultsStore
     from .suite import run_grid
 
     Path(db).parent.mkdir(parents=True, exist_ok=True)
+    digest = suite_digest(config)
     with ResultsStore(db) as store:
-        if set(expand_grid(config)) - store.keys():
+        todo, _, _ = store.missing({c: digest(c) for c in expand_grid(config)})
+        if todo:
             prep = prepare_features(config, ex, progress=progress)
             for unit, msg in prep["failed"]:
                 warnings.warn(f"feature extraction failed for {unit}: {msg}",
                               stacklevel=3)
         grid = run_grid(config, make_cell_fn(config), store, executor=ex,
-                        progress=progress)
+                        progress=progress, digest=digest)
         return grid, store.query()
 
 

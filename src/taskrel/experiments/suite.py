@@ -25,7 +25,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,13 +395,23 @@ class CellResult:
 
 @dataclass(frozen=True)
 class GridReport:
-    """Counts of one :func:`run_grid` call; ``failed`` holds ``(cell, message)``."""
+    """Counts of one :func:`run_grid` call; ``failed`` holds ``(cell, message)``.
+
+    ``skipped`` counts the cells not computed because the store had a fresh row
+    (before the run, or written meanwhile by a concurrent run: ``by_others`` of
+    them); ``stale`` the rows replaced because their digest differed (part of
+    ``computed`` when they succeeded); ``legacy`` the rows kept although they have
+    no digest to compare (part of ``skipped``).
+    """
 
     total: int
     skipped: int
     computed: int
     failed: tuple[tuple[Cell, str], ...]
     seconds: float
+    stale: int = 0
+    legacy: int = 0
+    by_others: int = 0
 
     @property
     def ok(self) -> bool:
@@ -448,8 +458,10 @@ def run_grid(
     executor: str | Executor = "local",
     progress: bool = True,
     executor_options: Mapping[str, Any] | None = None,
+    digest: Callable[[Cell], str | None] | None = None,
 ) -> GridReport:
-    """Compute the cells the store lacks and write each result as it arrives.
+    """Compute the cells the store lacks (or holds with another digest) and write
+    each result as it arrives.
 
     Parameters
     ----------
@@ -460,24 +472,38 @@ def run_grid(
         :class:`CellResult`, or a mapping with ``value`` and optional ``extra``.
         For the Ray executor it must be picklable (a module-level function).
     store : ResultsStore
-        Where rows go; cells it already has are skipped.
+        Where rows go; cells it already has (with the same digest) are skipped.
     executor : str or executor object
         ``"local"`` (serial, in-process) or ``"ray"``; see :mod:`taskrel.experiments.executors`.
     progress : bool
         Show a tqdm bar on stderr.
     executor_options : mapping, optional
         Keyword arguments for :func:`taskrel.experiments.executors.get_executor`.
+    digest : callable, optional
+        ``digest(cell)`` is a string naming everything else that determines the
+        cell's value (for a suite: :func:`taskrel.experiments.digest.suite_digest`);
+        it is stored with the row, and a row whose digest differs is recomputed and
+        replaced. Without it any existing row counts as done.
 
     Returns
     -------
     GridReport
         A cell that raised is not written (a rerun tries it again); its message is in
         ``failed`` and a warning is emitted.
+
+    Notes
+    -----
+    Several processes may run the same grid on one store at once: each claims a
+    cell before computing it (:meth:`ResultsStore.claim`), so no cell is computed
+    twice; cells claimed by another live run are waited for, and taken over if that
+    run dies. Rows without a digest (older stores) are kept, with a warning.
     """
     if not isinstance(store, ResultsStore):
         raise TaskrelInputError(f"`store` must be a ResultsStore; got {type(store).__name__}")
     if not callable(cell_fn):
         raise TaskrelInputError(f"`cell_fn` must be callable; got {type(cell_fn).__name__}")
+    if digest is not None and not callable(digest):
+        raise TaskrelInputError(f"`digest` must be callable or None; got {digest!r}")
     cells = _grid_cells(config_or_cells)
     ex = (get_executor(executor, **dict(executor_options or {}))
           if isinstance(executor, str) else executor)
@@ -486,9 +512,15 @@ def run_grid(
             f"`executor` must be a name or have imap_unordered; got {type(ex).__name__}"
         )
     t0 = time.perf_counter()
-    done = store.keys()
-    todo = [c for c in cells if c not in done]
-    computed, failed = _compute(ex, cell_fn, todo, store, progress)
+    wanted = {c: _cell_digest(digest, c) for c in cells}
+    todo, stale, legacy = store.missing(wanted)
+    if legacy:
+        warnings.warn(
+            f"{len(legacy)} rows of {store.path!r} have no digest (written before "
+            "taskrel recorded what determines a cell); they are kept as they are. "
+            "Delete them (or the store) to recompute them under the current config.",
+            UserWarning, stacklevel=2)
+    computed, failed, by_others = _compute(ex, cell_fn, todo, store, wanted, progress)
     if failed:
         warnings.warn(
             f"{len(failed)} of {len(todo)} cells failed (not written; a rerun retries "
@@ -496,9 +528,20 @@ def run_grid(
             RuntimeWarning, stacklevel=2,
         )
     return GridReport(
-        total=len(cells), skipped=len(cells) - len(todo), computed=computed,
-        failed=tuple(failed), seconds=time.perf_counter() - t0,
+        total=len(cells), skipped=len(cells) - len(todo) + by_others, computed=computed,
+        failed=tuple(failed), seconds=time.perf_counter() - t0, stale=len(stale),
+        legacy=len(legacy), by_others=by_others,
     )
+
+
+def _cell_digest(digest: Callable[[Cell], str | None] | None, cell: Cell) -> str | None:
+    if digest is None:
+        return None
+    d = digest(cell)
+    if d is not None and not isinstance(d, str):
+        raise TaskrelInputError(
+            f"`digest` must return a string or None; got {type(d).__name__} for {cell}")
+    return d
 
 
 def _grid_cells(config_or_cells: ExperimentConfig | Iterable[Cell]) -> list[Cell]:
@@ -514,32 +557,69 @@ def _grid_cells(config_or_cells: ExperimentConfig | Iterable[Cell]) -> list[Cell
     return list(dict.fromkeys(cells))
 
 
+#: Seconds between looks at cells another run has claimed (doubling up to the last).
+_WAIT_POLL = (0.05, 2.0)
+
+
 def _compute(ex: Any, cell_fn: Callable[[Cell], Any], todo: Sequence[Cell],
-             store: ResultsStore, progress: bool
-             ) -> tuple[int, list[tuple[Cell, str]]]:
-    """Run ``todo`` on ``ex`` and write each result as it arrives; the number written
-    and the failures (a cell that raised, or whose result the store refused)."""
+             store: ResultsStore, wanted: Mapping[Cell, str | None], progress: bool
+             ) -> tuple[int, list[tuple[Cell, str]], int]:
+    """Run ``todo`` on ``ex``, claiming each cell just before it is handed to the
+    executor, and write each result as it arrives; then wait for the cells another
+    run had claimed (taking over those whose run died). Returns the number written,
+    the failures (a cell that raised, or whose result the store refused) and the
+    number of cells another run wrote meanwhile."""
     from tqdm.auto import tqdm
 
     failed: list[tuple[Cell, str]] = []
-    computed = 0
+    counts = {"computed": 0, "by_others": 0}
+    busy: list[Cell] = []
+
+    def claimed(cells: Sequence[Cell]) -> Iterator[Cell]:
+        for c in cells:
+            state = store.claim(c, wanted[c])
+            if state == "claimed":
+                yield c
+            elif state == "busy":
+                busy.append(c)
+            else:  # another run wrote it since the plan
+                counts["by_others"] += 1
+                bar.update(1)
+
+    pending, pause = list(todo), _WAIT_POLL[0]
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress,
               dynamic_ncols=True) as bar:
-        for cell, res in ex.imap_unordered(_Timed(cell_fn), todo):
-            bar.update(1)
-            if isinstance(res, BaseException):
-                failed.append((cell, f"{type(res).__name__}: {res}"))
-                bar.set_postfix(failed=len(failed))
-                continue
-            out, seconds = res
-            try:
-                value, extra = _unpack(out, cell)
-                store.put(cell, value, extra=extra, seconds=seconds)
-            except TaskrelInputError as exc:
-                failed.append((cell, f"{type(exc).__name__}: {exc}"))
-                continue
-            computed += 1
-    return computed, failed
+        try:
+            while pending:
+                for cell, res in ex.imap_unordered(_Timed(cell_fn), claimed(pending)):
+                    bar.update(1)
+                    err = _write(store, cell, res, wanted[cell])
+                    if err is None:
+                        counts["computed"] += 1
+                    else:
+                        failed.append((cell, err))
+                        store.release([cell])
+                        bar.set_postfix(failed=len(failed))
+                pending, busy[:] = list(busy), []
+                if pending:  # claimed by a live run: look again later
+                    time.sleep(pause)
+                    pause = min(2 * pause, _WAIT_POLL[1])
+        finally:
+            store.release()
+    return counts["computed"], failed, counts["by_others"]
+
+
+def _write(store: ResultsStore, cell: Cell, res: Any, digest: str | None) -> str | None:
+    """Write one executor result; the failure message, or None when written."""
+    if isinstance(res, BaseException):
+        return f"{type(res).__name__}: {res}"
+    out, seconds = res
+    try:
+        value, extra = _unpack(out, cell)
+        store.put(cell, value, extra=extra, seconds=seconds, digest=digest)
+    except TaskrelInputError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def subset_cells(cells: Sequence[Cell], **where: Any) -> list[Cell]:

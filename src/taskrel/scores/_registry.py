@@ -7,6 +7,7 @@ reads a :class:`taskrel.io.Task` and supplies the inputs the estimator declares.
 from __future__ import annotations
 
 import difflib
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,6 +159,19 @@ def _arrays_for(spec: ScoreSpec, task: Any, source: Any) -> list[Any]:
     return args
 
 
+def _numeric_errors() -> tuple[type[BaseException], ...]:
+    """The errors a score raises when its arithmetic fails on valid inputs: NumPy's
+    and, when torch is loaded (a score with a torch path ran), torch's
+    ``LinAlgError`` (e.g. SFDA's ``eigh`` on constant features)."""
+    errors: tuple[type[BaseException], ...] = (np.linalg.LinAlgError, FloatingPointError,
+                                               OverflowError)
+    torch = sys.modules.get("torch")
+    linalg_error = getattr(getattr(torch, "linalg", None), "LinAlgError", None)
+    if isinstance(linalg_error, type) and issubclass(linalg_error, BaseException):
+        errors += (linalg_error,)
+    return errors
+
+
 def compute_score(name: str, task: Any, *, source: Any = None, **kwargs: Any) -> float:
     """Compute the registered score ``name`` on a task's train split.
 
@@ -192,7 +206,7 @@ def compute_score(name: str, task: Any, *, source: Any = None, **kwargs: Any) ->
     arrays = check_score_inputs(name, task, source=source)
     try:
         value = float(spec.func(*arrays, **kwargs))
-    except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+    except _numeric_errors() as exc:
         raise TaskrelInputError(
             f"score {name!r} cannot be computed on these features "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); they may be "
