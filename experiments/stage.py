@@ -8,7 +8,9 @@ stages, cheapest first, each resumable and each leaving the store consistent:
     python experiments/stage.py --suite vision --only fraction=1.0 --only seed=0
     python experiments/stage.py --suite vision --only estimator=finetune --workers 2
 
-`--only KEY=V1,V2` keeps the cells whose field KEY (encoder, target, fraction, seed,
+Cells are keyed with their digest (:mod:`taskrel.experiments.digest`) and claimed, as in
+`taskrel reproduce`: a cell whose options changed is recomputed, and two stages started on
+one store never compute a cell twice. `--only KEY=V1,V2` keeps the cells whose field KEY (encoder, target, fraction, seed,
 estimator) is one of the values; repeat it to intersect. `--max-minutes` stops taking
 new cells after that long (cells already running finish and are written). Features are
 extracted first for the units the stage needs. Prints the counts and the seconds of each
@@ -49,6 +51,7 @@ def main() -> None:
 
     import torch
 
+    from taskrel.experiments.digest import suite_digest
     from taskrel.experiments.reproduce import (
         check_config,
         make_cell_fn,
@@ -71,7 +74,11 @@ def main() -> None:
     db.parent.mkdir(parents=True, exist_ok=True)
     deadline = None if a.max_minutes is None else time.time() + 60 * a.max_minutes
     with ResultsStore(db) as store:
-        todo = [c for c in cells if c not in store.keys()]
+        digest = suite_digest(config)
+        todo, stale, _ = store.missing({c: digest(c) for c in cells})
+        if stale:
+            print(f"stage: {len(stale)} stored cells are stale (their options changed) "
+                  "and will be recomputed", flush=True)
         print(f"stage: {len(cells)} cells, {len(cells) - len(todo)} already stored, "
               f"{len(todo)} to compute", flush=True)
         if not todo:
@@ -85,7 +92,7 @@ def main() -> None:
                 print("stage: --max-minutes reached; rerun to continue", flush=True)
                 break
             rep = run_grid(chunk, make_cell_fn(config), store, executor="local",
-                           progress=False)
+                           progress=False, digest=digest)
             done += rep.computed
             for cell, msg in rep.failed:
                 print(f"FAILED {cell}: {msg}", flush=True)
