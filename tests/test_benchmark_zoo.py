@@ -4,6 +4,8 @@ source-fine-tuned encoders, reference-task truth cells and fine-tuning target su
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,39 @@ def test_truth_checks_by_hand(tmp_path):
     rows.append({**_row("smallcnn", "t1", "finetune", 0.7), "extra": {"recipe": rec}})
     assert learning_curves_png(rows, tmp_path / "c.png") == 1
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- report-only
+def test_reproduce_report_only_renders_the_store_and_computes_nothing(tmp_path, capsys):
+    from taskrel.cli import main
+    from taskrel.experiments.store import Cell, ResultsStore
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "s"\nreference = "digits"\nencoders = ["effnet_lite0", '
+                   '"effnet_lite1", "effnet_lite0_random"]\nestimators = ["logme"]\n'
+                   'fractions = [1.0]\nseeds = [0]\n'
+                   '[[targets]]\nname = "d01"\ndataset = "digits"\nclasses = [0, 1]\n'
+                   '[[targets]]\nname = "d23"\ndataset = "digits"\nclasses = [2, 3]\n'
+                   '[[targets]]\nname = "d45"\ndataset = "digits"\nclasses = [4, 5]\n'
+                   '[ground_truth]\nestimators = ["logreg"]\n')
+    db = tmp_path / "s.sqlite"
+    with ResultsStore(db) as st:  # 3 encoders x 3 targets, one cell left out
+        for i, enc in enumerate(("effnet_lite0", "effnet_lite1", "effnet_lite0_random")):
+            for j, tgt in enumerate(("d01", "d23", "d45")):
+                st.put(Cell(enc, "digits", tgt, 1.0, 0, "logreg"), 0.9 - 0.1 * i + 0.01 * j,
+                       seconds=1.0)
+                if (i, j) != (2, 2):
+                    st.put(Cell(enc, "digits", tgt, 1.0, 0, "logme"), 1.0 - 0.2 * i,
+                           seconds=0.5)
+    before = db.read_bytes()
+    out = tmp_path / "out"
+    rc = main(["reproduce", "--config", str(cfg), "--db", str(db), "--out", str(out),
+               "--report-only", "--quiet"])
+    assert rc == 0
+    assert "1 cells of the grid are not in the store yet" in capsys.readouterr().out
+    assert db.read_bytes() == before  # read-only: not a byte written
+    views = json.loads((out / "s" / "views.json").read_text())
+    # LogME orders the encoders as the truth does on every target it has.
+    assert views["model_selection"]["logme"]["logreg_acc"]["weighted_tau"]["value"] == 1.0
+    assert main(["reproduce", "--config", str(cfg), "--db", str(tmp_path / "no.sqlite"),
+                 "--out", str(out), "--report-only"]) == 2

@@ -47,7 +47,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"[{cfg.name}] grid -> {db}; report -> {Path(args.out) / cfg.name}")
         s = run_suite(cfg, db=db, out=args.out, executor=args.executor,
                       progress=not args.quiet, threads=args.threads,
-                      executor_options=_executor_options(args))
+                      executor_options=_executor_options(args),
+                      report_only=args.report_only)
+        if args.report_only:
+            print(f"[{cfg.name}] report only: {s['missing_cells']} cells of the grid are "
+                  "not in the store yet")
         print(f"[{cfg.name}] wrote {Path(args.out) / cfg.name / 'report.md'}; "
               f"bound held in every cell: {s.get('bound_held_everywhere')}; "
               f"failed cells: {len(s.get('failed', []))}")
@@ -92,6 +96,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch and BLAS threads (default 1; 0 leaves them alone)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report-only", action="store_true",
+                   help="compute nothing: render the report from the rows --db holds "
+                   "(a suite run in stages with experiments/stage.py)")
 
     def run(args: argparse.Namespace) -> int:
         if bool(args.suite) == bool(args.config):

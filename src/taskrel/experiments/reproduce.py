@@ -303,11 +303,16 @@ def prepare_features(config: ExperimentConfig, executor: Any = "local", *,
 def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
               out: str | os.PathLike[str], executor: str = "local",
               progress: bool = True, threads: int | None = 1,
-              executor_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              executor_options: Mapping[str, Any] | None = None,
+              report_only: bool = False) -> dict[str, Any]:
     """Extract the features (:func:`prepare_features`), run ``config``'s grid into
     ``db`` (resumable), run the reference fine-tuning when
     ``options.reference_finetune`` names an encoder, run the analyses and write the
     report.
+
+    With ``report_only`` nothing is computed: the report is rendered from the rows
+    ``db`` holds (a suite run in stages, ``experiments/stage.py``), and says how many
+    of the grid's cells are still missing.
 
     Returns the report's summary (also written as ``summary.json``).
     """
@@ -319,6 +324,8 @@ def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
     config = check_config(config)
     check_output_path(db, "db")
     check_output_path(out, "out", kind="dir")
+    if report_only:
+        return _report_only(config, db, out)
     t0 = time.perf_counter()
     limits = _limit_threads(threads)
     ex = get_executor(executor, **dict(executor_options or {}))
@@ -335,6 +342,29 @@ def run_suite(config: ExperimentConfig, *, db: str | os.PathLike[str],
                         versions=package_versions(_REPORT_PACKAGES),
                         reference_finetune=rf_rows, reference_finetune_error=rf_error,
                         n_classes=suite_classes(config, rows, load=True))
+
+
+def _report_only(config: ExperimentConfig, db: str | os.PathLike[str],
+                 out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The report of what ``db`` holds for ``config``'s grid (read-only)."""
+    from .report import write_report
+    from .store import ResultsStore
+
+    if not Path(db).is_file():
+        raise TaskrelInputError(f"`--db`: {str(db)!r} does not exist; nothing to report")
+    grid_cells = set(expand_grid(config))
+    with ResultsStore(db, readonly=True) as store:
+        rows = [r for r in store.query() if _row_cell(r) in grid_cells]
+    missing = len(grid_cells) - len(rows)
+    summary = write_report(config, rows, Path(out), versions=package_versions(
+        _REPORT_PACKAGES), n_classes=suite_classes(config, rows, load=True))
+    summary["missing_cells"] = missing
+    return summary
+
+
+def _row_cell(r: Mapping[str, Any]) -> Cell:
+    return Cell(r["encoder"], r["reference"], r["target"], float(r["fraction"]),
+                int(r["seed"]), r["estimator"])
 
 
 def _run_grid(config: ExperimentConfig, db: str | os.PathLike[str], ex: Any,
