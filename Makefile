@@ -33,7 +33,7 @@ data:
 	  || echo "note: could not install dataset-fashion-mnist (apt); Fashion-MNIST tasks need it"; }
 
 # `taskrel rank` on the packaged image zoo and MNIST-5k (reference Fashion-MNIST); plots
-# in out/demo/. About 4 min on 2 CPU cores from an empty feature cache, seconds after.
+# in out/demo/. About 4 min on 2 CPU cores from an empty feature cache (96 px), seconds after.
 demo: venv
 	$(PY) -m taskrel.demo
 
