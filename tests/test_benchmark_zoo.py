@@ -224,7 +224,8 @@ def test_truth_checks_by_hand(tmp_path):
             _row("smallcnn", "t2", "finetune", 0.70), _row("effnet_lite1", "t2",
                                                            "finetune", 0.60)]
     f = reference_floor(rows)
-    assert f["below"] == ["effnet_lite1"] and not f["holds"]
+    assert f["below"] == ["effnet_lite1"] and f["holds"] is False
+    assert reference_floor([_row("minilm", "reference", "logreg", 0.7)])["holds"] is None
     r = sanity_rule(rows)
     assert (r["cells"], r["ok"], r["share"], r["holds"]) == (2, 1, 0.5, False)
     assert r["exceptions"] == [{"encoder": "effnet_lite0", "target": "t1", "finetune": 0.80,

@@ -233,7 +233,9 @@ def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
     md = ["## Ground-truth checks", "",
           f"- Reference floor (tuned logistic probe >= {floor['floor']:.2f} on the "
           f"reference for every ImageNet encoder): "
-          f"{'holds' if floor['holds'] else 'FAILS for ' + str(floor['below'] or 'all')}.",
+          + ("not applicable (no ImageNet encoder with a reference probe)."
+             if floor["holds"] is None else "holds." if floor["holds"]
+             else f"FAILS for {floor['below']}."),
           f"- Sanity rule (finetune >= logreg - {rule['margin']}): {rule['ok']} of "
           f"{rule['cells']} ImageNet-encoder cells"
           + (f" ({rule['share']:.0%}; required {rule['required_share']:.0%}: "
