@@ -29,6 +29,20 @@ __all__ = ["linear_probe", "logistic_probe", "LOGREG_C_GRID"]
 LOGREG_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
+def _probe_data(train_features: ArrayLike, train_labels: ArrayLike,
+                test_features: ArrayLike, test_labels: ArrayLike
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A probe's checked inputs: (X, classes, y, X_test, y_test as class indices)."""
+    X = check_features(train_features, "train_features")
+    classes, y = check_labels(train_labels, "train_labels")
+    check_consistent_length(X, "train_features", y, "train_labels")
+    Xte = check_features(test_features, "test_features", min_samples=1)
+    check_same_dim(X, "train_features", Xte, "test_features")
+    yte = encode_with_classes(classes, test_labels, "test_labels")
+    check_consistent_length(Xte, "test_features", yte, "test_labels")
+    return X, classes, y, Xte, yte
+
+
 def linear_probe(
     train_features: ArrayLike,
     train_labels: ArrayLike,
@@ -67,13 +81,8 @@ def linear_probe(
     tau = check_positive(tau, "tau")
     seed = check_positive(seed, "seed", integer=True, allow_zero=True)
     dev = resolve_device(device)
-    X = check_features(train_features, "train_features")
-    classes, y = check_labels(train_labels, "train_labels")
-    check_consistent_length(X, "train_features", y, "train_labels")
-    Xte = check_features(test_features, "test_features", min_samples=1)
-    check_same_dim(X, "train_features", Xte, "test_features")
-    yte = encode_with_classes(classes, test_labels, "test_labels")
-    check_consistent_length(Xte, "test_features", yte, "test_labels")
+    X, classes, y, Xte, yte = _probe_data(train_features, train_labels, test_features,
+                                          test_labels)
     s = Standardizer.fit(X) if standardize else Standardizer.identity(X.shape[1])
     Z, Zte = s.transform(X), s.transform(Xte)
     head = train_linear_head(
@@ -139,13 +148,8 @@ def logistic_probe(
     if not grid:
         raise TaskrelInputError(f"`c_grid` must hold at least one C > 0; got {c_grid!r}")
     max_iter = check_positive(max_iter, "max_iter", integer=True)
-    X = check_features(train_features, "train_features")
-    classes, y = check_labels(train_labels, "train_labels")
-    check_consistent_length(X, "train_features", y, "train_labels")
-    Xte = check_features(test_features, "test_features", min_samples=1)
-    check_same_dim(X, "train_features", Xte, "test_features")
-    yte = encode_with_classes(classes, test_labels, "test_labels")
-    check_consistent_length(Xte, "test_features", yte, "test_labels")
+    X, classes, y, Xte, yte = _probe_data(train_features, train_labels, test_features,
+                                          test_labels)
     if np.bincount(y).min() < 2:
         raise TaskrelInputError(
             "`train_labels` must hold at least 2 rows of every class (one for the "
