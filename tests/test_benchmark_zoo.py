@@ -276,3 +276,13 @@ def test_reproduce_report_only_renders_the_store_and_computes_nothing(tmp_path, 
     assert views["model_selection"]["logme"]["logreg_acc"]["weighted_tau"]["value"] == 1.0
     assert main(["reproduce", "--config", str(cfg), "--db", str(tmp_path / "no.sqlite"),
                  "--out", str(out), "--report-only"]) == 2
+
+
+def test_check_config_rejects_an_unknown_augmentation_before_any_cell():
+    from taskrel.experiments.reproduce import check_config
+
+    cfg = parse_config({"name": "t", "reference": "digits", "targets": ["digits"],
+                        "encoders": ["effnet_lite0"], "estimators": ["logme"],
+                        "finetune": {"augment": "flip"}})
+    with pytest.raises(TaskrelInputError, match="finetune.augment"):
+        check_config(cfg)

@@ -254,10 +254,7 @@ def _finetune_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     if "lrs" in kw:  # converged recipe: lr chosen on a validation split, early stopping
         from ..features.finetune import finetune_selected, shift_augment
 
-        aug = config.finetune.get("augment")
-        if aug not in (None, "shift"):
-            raise TaskrelInputError(f"config key `finetune.augment` must be 'shift' or "
-                                    f"absent; got {aug!r}")
+        aug = config.finetune.get("augment")  # checked by reproduce.check_config
         kw["lrs"] = tuple(kw["lrs"])
         r = finetune_selected(module, pre, xtr, ytr, xte, yte, seed=cell.seed,
                               augment=shift_augment() if aug and ds.modality == "image"

@@ -183,6 +183,10 @@ def check_config(config: ExperimentConfig) -> ExperimentConfig:
     for i, t in enumerate(config.targets):
         _check_spec(t, f"targets[{i}]")
     _check_options(config.options)
+    aug = config.finetune.get("augment")
+    if aug not in (None, "shift"):
+        raise TaskrelInputError(
+            f"config key `finetune.augment` must be 'shift' or absent; got {aug!r}")
     return config
 
 
@@ -348,23 +352,18 @@ def _report_only(config: ExperimentConfig, db: str | os.PathLike[str],
                  out: str | os.PathLike[str]) -> dict[str, Any]:
     """The report of what ``db`` holds for ``config``'s grid (read-only)."""
     from .report import write_report
-    from .store import ResultsStore
+    from .store import ResultsStore, as_cell
 
     if not Path(db).is_file():
         raise TaskrelInputError(f"`--db`: {str(db)!r} does not exist; nothing to report")
     grid_cells = set(expand_grid(config))
     with ResultsStore(db, readonly=True) as store:
-        rows = [r for r in store.query() if _row_cell(r) in grid_cells]
+        rows = [r for r in store.query() if as_cell(r) in grid_cells]
     missing = len(grid_cells) - len(rows)
     summary = write_report(config, rows, Path(out), versions=package_versions(
         _REPORT_PACKAGES), n_classes=suite_classes(config, rows, load=True))
     summary["missing_cells"] = missing
     return summary
-
-
-def _row_cell(r: Mapping[str, Any]) -> Cell:
-    return Cell(r["encoder"], r["reference"], r["target"], float(r["fraction"]),
-                int(r["seed"]), r["estimator"])
 
 
 def _run_grid(config: ExperimentConfig, db: str | os.PathLike[str], ex: Any,

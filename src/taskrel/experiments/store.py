@@ -51,7 +51,7 @@ from .._internal.serialize import atomic_write_text, csv_text, to_jsonable
 from ..exceptions import TaskrelInputError
 
 __all__ = ["Cell", "ResultsStore", "COLUMNS", "CLAIM_TIMEOUT", "package_versions",
-           "export_rows"]
+           "export_rows", "as_cell"]
 
 #: The key columns, in order.
 KEY_COLUMNS = ("encoder", "reference", "target", "fraction", "seed", "estimator")
@@ -141,7 +141,9 @@ def package_versions() -> dict[str, str | None]:
     return versions.package_versions(_PACKAGES, skip_missing=True)
 
 
-def _as_cell(key: Any) -> Cell:
+def as_cell(key: Any) -> Cell:
+    """A store key as a :class:`Cell`: a Cell, a 6-tuple, or a mapping (a row) holding
+    the key columns."""
     if isinstance(key, Cell):
         return key
     if isinstance(key, Mapping):
@@ -232,7 +234,7 @@ class ResultsStore:
     # -- cells --------------------------------------------------------------------
     def has(self, key: Cell | Mapping[str, Any] | tuple[Any, ...]) -> bool:
         """True when the cell's row exists (whatever its digest)."""
-        c = _as_cell(key)
+        c = as_cell(key)
         row = self._con.execute(f"SELECT 1 FROM cells WHERE {_WHERE_KEY}",
                                 astuple(c)).fetchone()
         return row is not None
@@ -286,7 +288,7 @@ class ResultsStore:
         ``value`` NaN/inf and None are stored as NULL; ``extra`` must be JSON-able;
         ``digest`` is what determined the value (:meth:`missing` compares it).
         """
-        c = _as_cell(key)
+        c = as_cell(key)
         val = _float_or_none(value, "value")
         sec = _float_or_none(seconds, "seconds")
         if extra is not None and not isinstance(extra, Mapping):
@@ -318,7 +320,7 @@ class ResultsStore:
         and ``"claimed"`` otherwise (a claim of a dead process, or one older than
         ``claim_timeout``, is taken over). :meth:`put` releases the claim.
         """
-        c = _as_cell(key)
+        c = as_cell(key)
         k = astuple(c)
         me = _owner(self._run)
         with self._con:
@@ -348,7 +350,7 @@ class ResultsStore:
                 return
             for key in keys:
                 self._con.execute(f"DELETE FROM claims WHERE {_WHERE_KEY} AND run=?",
-                                  (*astuple(_as_cell(key)), self._run))
+                                  (*astuple(as_cell(key)), self._run))
 
     def claims(self) -> list[dict[str, Any]]:
         """Every claim held now: the cell's key columns and its owner (``host``,
@@ -363,7 +365,7 @@ class ResultsStore:
 
     def get(self, key: Cell | Mapping[str, Any] | tuple[Any, ...]) -> dict[str, Any] | None:
         """The cell's row as a dict, or None."""
-        c = _as_cell(key)
+        c = as_cell(key)
         rows = self.query(**c.as_dict())
         return rows[0] if rows else None
 
