@@ -286,3 +286,34 @@ def test_check_config_rejects_an_unknown_augmentation_before_any_cell():
                         "finetune": {"augment": "flip"}})
     with pytest.raises(TaskrelInputError, match="finetune.augment"):
         check_config(cfg)
+
+
+def _bn_mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16),
+                               torch.nn.Tanh())
+
+
+def test_finetune_selected_batchnorm_frozen_keeps_running_statistics():
+    from taskrel.features.finetune import _epoch
+
+    X, y = _blobs(n=90)
+    head = torch.nn.Linear(16, 3)
+    stats = {}
+    for mode in (True, False):
+        enc = _bn_mlp()
+        with torch.no_grad():  # running statistics the batches cannot produce
+            enc[1].running_mean.fill_(0.5)
+        opt = torch.optim.SGD([*enc.parameters(), *head.parameters()], lr=1e-2)
+        _epoch(enc, head, opt, lambda b: torch.as_tensor(b, dtype=torch.float32), X, y,
+               16, np.random.default_rng(0), torch.device("cpu"), None, lambda: None,
+               frozen_bn=mode)
+        stats[mode] = enc[1].running_mean.clone()
+        assert enc[0].training  # the rest of the encoder trains either way
+    torch.testing.assert_close(stats[True], torch.full((16,), 0.5))
+    assert not torch.allclose(stats[False], torch.full((16,), 0.5))
+    kw = dict(lrs=(1e-2,), search_epochs=1, max_epochs=1, batch_size=16, device="cpu")
+    r = finetune_selected(_bn_mlp(), None, X, y, X[:10], y[:10], **kw)
+    assert r.recipe["batchnorm"] == "frozen"  # the default, recorded
+    with pytest.raises(TaskrelInputError, match="`batchnorm`"):
+        finetune_selected(_bn_mlp(), None, X, y, X, y, batchnorm="eval", **kw)

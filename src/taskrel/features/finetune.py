@@ -34,7 +34,12 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from .._internal.devices import resolve_device
-from .._internal.validation import check_consistent_length, check_labels, check_positive
+from .._internal.validation import (
+    check_choice,
+    check_consistent_length,
+    check_labels,
+    check_positive,
+)
 from ..exceptions import TaskrelInputError
 
 __all__ = ["FinetuneResult", "finetune", "finetune_selected", "shift_augment", "FINETUNE_LRS",
@@ -407,10 +412,15 @@ def shift_augment(max_shift: float = 0.07) -> Callable[[torch.Tensor, np.random.
 def _epoch(enc: nn.Module, head: nn.Module, opt: torch.optim.Optimizer,
            pre: Callable[[Any], torch.Tensor], x: Any, y: np.ndarray, bs: int,
            rng: np.random.Generator, dev: torch.device, augment: Any,
-           warm: Callable[[], None]) -> float:
-    """One shuffled pass over ``(x, y)``; the mean batch loss."""
+           warm: Callable[[], None], frozen_bn: bool = False) -> float:
+    """One shuffled pass over ``(x, y)``; the mean batch loss. With ``frozen_bn`` the
+    encoder's batch-norm layers keep their running statistics (eval mode)."""
     enc.train()
     head.train()
+    if frozen_bn:
+        for m in enc.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     yt = torch.as_tensor(y, dtype=torch.long)
     order, losses = rng.permutation(len(y)), []
     for s in range(0, len(y), bs):
@@ -495,7 +505,7 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
 
     for _ in range(epochs):
         tl = _epoch(enc, head, opt, pre, xtr, ytr, cfg["bs"], state["rng"], dev,
-                    cfg["augment"], warm)
+                    cfg["augment"], warm, frozen_bn=cfg["batchnorm"] == "frozen")
         vl, vc = _evaluate(enc, head, pre, xva, yva, cfg["eval_batch_size"], dev)
         acc = vc / len(yva)
         state["curve"].append({"epoch": len(state["curve"]), "train_loss": tl,
@@ -528,6 +538,7 @@ def finetune_selected(
     batch_size: int = 64,
     augment: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None,
     probe_init: bool = True,
+    batchnorm: str = "frozen",
     seed: int = 0,
     device: str = "auto",
     eval_batch_size: int = 256,
@@ -550,6 +561,14 @@ def finetune_selected(
        ``min_delta`` for ``patience`` epochs (a plateau) or ``max_epochs`` is reached;
     4. the weights of the best validation epoch (epoch 0: the probe-initialised
        model, when no epoch beat it) are measured on the test split.
+
+    ``batchnorm="frozen"`` (default) keeps every batch-norm layer on its running
+    statistics while training (the usual choice for small-batch fine-tuning of a
+    pretrained CNN); ``"train"`` re-estimates them per batch. Measured on
+    EfficientNet-Lite0 at 96 px: batch statistics move the pooled features by 134 % of
+    their mean magnitude and wake up the 20 % of channels that are zero in eval mode, so
+    the probe-initialised head's loss jumps from 0.004 to ~300 in the first epoch and
+    no rate recovers (every run stayed at its epoch-0 probe).
 
     ``recipe["converged"]`` is False when step 3 stopped at ``max_epochs`` before a
     plateau (the ground truth is then reported, but flagged).
@@ -576,6 +595,7 @@ def finetune_selected(
     for v, name in ((search_epochs, "search_epochs"), (max_epochs, "max_epochs"),
                     (patience, "patience"), (batch_size, "batch_size")):
         check_positive(v, name, integer=True)
+    batchnorm = check_choice(batchnorm, "batchnorm", ("frozen", "train"))
     if not 0 < val_fraction < 1:
         raise TaskrelInputError(f"`val_fraction` must be in (0, 1); got {val_fraction!r}")
     if np.bincount(y).min() < 2:
@@ -592,7 +612,8 @@ def finetune_selected(
            "weight_decay": check_positive(weight_decay, "weight_decay", allow_zero=True),
            "seed": int(seed), "bs": bs, "augment": augment, "min_delta": float(min_delta),
            "eval_batch_size": int(eval_batch_size),
-           "warmup_steps": math.ceil(len(itr) / bs), "head_init": None}
+           "warmup_steps": math.ceil(len(itr) / bs), "head_init": None,
+           "batchnorm": batchnorm}
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         if probe_init:
             cfg["head_init"] = _probe_head(module, pre, data[0], data[1], K, dev,
@@ -617,7 +638,7 @@ def finetune_selected(
         else "PyTorch default",
         "head_lr": best_lr * cfg["head_lr_mult"], "weight_decay": cfg["weight_decay"],
         "schedule": "linear warm-up over the first epoch, then constant",
-        "search_epochs": int(search_epochs), "max_epochs": int(max_epochs),
+        "batchnorm": batchnorm, "search_epochs": int(search_epochs), "max_epochs": int(max_epochs),
         "patience": int(patience), "min_delta": float(min_delta),
         "epochs": len(st["curve"]) - 1, "best_epoch": int(best_epoch),
         "converged": bool(converged), "val_accuracy": float(st["best_acc"]),

@@ -116,8 +116,10 @@ def relate_target(ref: ReferenceFit, tgt: TargetSplit, cfg: RelatednessConfig, *
     held = evaluate_held_out(ref.head, fmap, ref.Z_test, ref.split.y_test, Zt_te,
                              labels.y_eval, cw, cfg, rng)
     settings["w1"] = held.w1
-    transformed = (transformed_classifier(ref.head, fmap, Zt_te, labels.y_eval)
-                   if tgt.labelled else (None, None))
+    transformed = transformed_classifier(ref.head, fmap, Zt_te, labels.y_eval)
+    if not tgt.labelled:  # against pseudo-labels: a label-free score, not a target loss
+        settings["transformed_loss_pseudo"] = transformed[0]
+        transformed = (None, None)
     terms = bound_terms(ref.head, fmap, held, ref.Z_test, Zt_te)
     near_chance, cond = check_assumptions(
         tau=ref.tau, lipschitz_reference_coords=terms.lipschitz_reference_coords,

@@ -1,0 +1,130 @@
+"""The task-relatedness ablation (issue 13): variants read from run results, the tau
+rules, the union reference's rows, the flattening into ablation.csv, and the
+label-free transformed-classifier loss."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import taskrel
+from taskrel._internal.sampling import limited_rows
+from taskrel.experiments.ablation import (
+    RUNS,
+    TAU_GRID,
+    _union_rows,
+    ablation_rows,
+    run_digest,
+    variant_values,
+)
+from taskrel.experiments.views import compute_views
+
+
+def _extra(bound_parts, tau=1.0, transformed=None, lip_ref=None):
+    rrl, H, L, W = bound_parts
+    return {"bound": rrl + H + L * W, "reweighted_reference_loss": rrl, "label_mismatch": H,
+            "lipschitz": L, "distribution_mismatch": W, "bound_certified": rrl + H + 2 * L * W,
+            "lipschitz_reference_coords": L if lip_ref is None else lip_ref, "tau": tau,
+            "transformed_loss": transformed, "settings": {}}
+
+
+def _row(enc, tgt, run, extra):
+    return {"encoder": enc, "target": tgt, "estimator": run, "value": extra["bound"],
+            "extra": extra}
+
+
+def test_reports_are_the_terms_of_the_bound():
+    # A hand-made result: rrl 1.0, H 0.25, L 0.5, W 4.0 -> bound 3.25 > log 3.
+    e = _extra((1.0, 0.25, 0.5, 4.0), transformed=1.5, lip_ref=0.1)
+    vals = {r["estimator"]: r["value"]
+            for r in variant_values([_row("a", "t", "tau=auto", e)], {"t": 3})}
+    assert vals["bound|tau=auto"] == pytest.approx(3.25)
+    assert vals["reference_loss|tau=auto"] == pytest.approx(1.0)
+    assert vals["lipschitz_w1|tau=auto"] == pytest.approx(2.0)
+    assert vals["bound_clipped|tau=auto"] == pytest.approx(math.log(3))
+    assert vals["bound_certified|tau=auto"] == pytest.approx(5.25)
+    assert vals["bound_reference_lip|tau=auto"] == pytest.approx(1.0 + 0.25 + 0.1 * 4.0)
+    assert vals["transformed_loss|tau=auto"] == pytest.approx(1.5)
+    assert vals["transport_cost|tau=auto"] == pytest.approx(1.5 - 1.25)
+
+
+def test_label_free_transformed_loss_is_read_from_settings():
+    e = _extra((1.0, 0.0, 0.5, 1.0))
+    e["settings"] = {"transformed_loss_pseudo": 0.75}
+    vals = {r["estimator"]: r["value"]
+            for r in variant_values([_row("a", "t", "tau=auto/label-free", e)], {"t": 2})}
+    assert vals["transformed_loss|tau=auto/label-free"] == 0.75
+    # A run without either loss gives no transformed variant (never a NaN row).
+    e2 = _extra((1.0, 0.0, 0.5, 1.0))
+    names = {r["estimator"] for r in variant_values([_row("a", "t", "tau=auto", e2)],
+                                                   {"t": 2})}
+    assert "transformed_loss|tau=auto" not in names and "bound|tau=auto" in names
+
+
+def test_tau_rules_pick_largest_nonvacuous_else_tightest():
+    K = 4  # log 4 = 1.386
+    # grid factors 1, 1/4, 1/16, 1/64; bounds: vacuous, fine, fine (tighter), vacuous
+    parts = {"tau=auto": ((0.5, 0, 1.0, 2.0), 1.0), "tau=auto*0.25": ((0.8, 0, 0.25, 2.0), 0.25),
+             "tau=auto*0.0625": ((1.0, 0, 0.05, 2.0), 0.0625),
+             "tau=auto*0.015625": ((1.39, 0, 0.01, 2.0), 0.015625)}
+    rows = [_row("a", "t", run, _extra(p, tau=tau)) for run, (p, tau) in parts.items()]
+    vals = {r["estimator"]: r["value"] for r in variant_values(rows, {"t": K})}
+    assert set(TAU_GRID) == set(parts)
+    # bounds: 2.5, 1.3, 1.1, 1.41 -> the largest tau under log 4 is 0.25 (bound 1.3);
+    # the tightest is 1/16 (bound 1.1).
+    assert vals["bound|tau_nonvacuous"] == pytest.approx(1.3)
+    assert vals["bound|tau_tightest"] == pytest.approx(1.1)
+    # None under log K: the rule falls back to the tightest.
+    vals2 = {r["estimator"]: r["value"] for r in variant_values(rows, {"t": 2})}
+    assert vals2["bound|tau_nonvacuous"] == pytest.approx(1.1)
+    # A cell missing one grid run gets no rule value (the rule needs the whole grid).
+    some = {r["estimator"] for r in variant_values(rows[:3], {"t": K})}
+    assert not any("tau_nonvacuous" in n for n in some)
+
+
+def test_union_rows_avoid_every_row_a_target_cell_reads():
+    tr, te = _union_rows(4000, 1000)
+    used = set(limited_rows(4000, 1000).tolist())
+    assert not used & set(tr.tolist()) and not used & set(te.tolist())
+    assert not set(tr.tolist()) & set(te.tolist())
+    assert tr.size + te.size == 3000
+    with pytest.raises(taskrel.TaskrelInputError, match="union"):
+        _union_rows(10, 8)
+
+
+def test_run_digest_changes_with_the_run_and_the_cell():
+    d = run_digest(RUNS["tau=auto"], "x")
+    assert d == run_digest(RUNS["tau=auto"], "x")
+    assert d != run_digest(RUNS["tau=paper"], "x") != run_digest(RUNS["tau=auto"], "y")
+
+
+def test_ablation_rows_flatten_every_view_with_its_ci():
+    rng = np.random.default_rng(0)
+    encs, tgts = ["e0", "e1", "e2", "e3"], ["t0", "t1", "t2"]
+    truth = [{"encoder": e, "target": t, "truth": "logreg_acc", "seed": 0,
+              "value": float(rng.uniform(0.3, 0.9))} for e in encs for t in tgts]
+    cells = [{"encoder": r["encoder"], "target": r["target"], "fraction": 1.0, "seed": 0,
+              "estimator": "bound|tau=auto", "value": -r["value"] + 0.01 * i,
+              "higher_is_better": False} for i, r in enumerate(truth)]
+    views = compute_views(cells, truth, {t: 3 for t in tgts}, n_boot=50)
+    rows = ablation_rows(views)
+    got = {(r["view"], r["statistic"]): r for r in rows if r["variant"] == "bound|tau=auto"}
+    assert ("model_selection", "weighted_tau") in got
+    assert ("within_encoder", "spearman") in got and ("pooled", "spearman") in got
+    ms = views["model_selection"]["bound|tau=auto"]["logreg_acc"]["weighted_tau"]
+    assert got[("model_selection", "weighted_tau")]["value"] == ms["value"]
+    assert got[("model_selection", "weighted_tau")]["ci_low"] == ms["ci_low"]
+    # The loss-like variant, oriented, tracks the truth almost perfectly here.
+    assert ms["value"] > 0.8
+
+
+def test_unlabeled_result_records_the_transformed_loss_against_pseudo_labels():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 60)
+    Xr = 4 * np.eye(3, 5)[y] + rng.normal(size=(180, 5))
+    Xt = 4 * np.eye(3, 5)[y] + rng.normal(size=(180, 5)) + 0.5
+    r = taskrel.task_relatedness(Xr, y, Xt, None, n_target_classes=3, device="cpu")
+    v = r.settings["transformed_loss_pseudo"]
+    assert r.transformed_loss is None and 0 < v < math.log(3)
