@@ -40,14 +40,14 @@ def test_reports_are_the_terms_of_the_bound():
     e = _extra((1.0, 0.25, 0.5, 4.0), transformed=1.5, lip_ref=0.1)
     vals = {r["estimator"]: r["value"]
             for r in variant_values([_row("a", "t", "tau=auto", e)], {"t": 3})}
-    assert vals["bound|tau=auto"] == pytest.approx(3.25)
-    assert vals["reference_loss|tau=auto"] == pytest.approx(1.0)
-    assert vals["lipschitz_w1|tau=auto"] == pytest.approx(2.0)
-    assert vals["bound_clipped|tau=auto"] == pytest.approx(math.log(3))
-    assert vals["bound_certified|tau=auto"] == pytest.approx(5.25)
-    assert vals["bound_reference_lip|tau=auto"] == pytest.approx(1.0 + 0.25 + 0.1 * 4.0)
-    assert vals["transformed_loss|tau=auto"] == pytest.approx(1.5)
-    assert vals["transport_cost|tau=auto"] == pytest.approx(1.5 - 1.25)
+    assert vals["bound@tau=auto"] == pytest.approx(3.25)
+    assert vals["reference_loss@tau=auto"] == pytest.approx(1.0)
+    assert vals["lipschitz_w1@tau=auto"] == pytest.approx(2.0)
+    assert vals["bound_clipped@tau=auto"] == pytest.approx(math.log(3))
+    assert vals["bound_certified@tau=auto"] == pytest.approx(5.25)
+    assert vals["bound_reference_lip@tau=auto"] == pytest.approx(1.0 + 0.25 + 0.1 * 4.0)
+    assert vals["transformed_loss@tau=auto"] == pytest.approx(1.5)
+    assert vals["transport_cost@tau=auto"] == pytest.approx(1.5 - 1.25)
 
 
 def test_label_free_transformed_loss_is_read_from_settings():
@@ -55,12 +55,12 @@ def test_label_free_transformed_loss_is_read_from_settings():
     e["settings"] = {"transformed_loss_pseudo": 0.75}
     vals = {r["estimator"]: r["value"]
             for r in variant_values([_row("a", "t", "tau=auto/label-free", e)], {"t": 2})}
-    assert vals["transformed_loss|tau=auto/label-free"] == 0.75
+    assert vals["transformed_loss@tau=auto/label-free"] == 0.75
     # A run without either loss gives no transformed variant (never a NaN row).
     e2 = _extra((1.0, 0.0, 0.5, 1.0))
     names = {r["estimator"] for r in variant_values([_row("a", "t", "tau=auto", e2)],
                                                    {"t": 2})}
-    assert "transformed_loss|tau=auto" not in names and "bound|tau=auto" in names
+    assert "transformed_loss@tau=auto" not in names and "bound@tau=auto" in names
 
 
 def test_tau_rules_pick_largest_nonvacuous_else_tightest():
@@ -74,11 +74,11 @@ def test_tau_rules_pick_largest_nonvacuous_else_tightest():
     assert set(TAU_GRID) == set(parts)
     # bounds: 2.5, 1.3, 1.1, 1.41 -> the largest tau under log 4 is 0.25 (bound 1.3);
     # the tightest is 1/16 (bound 1.1).
-    assert vals["bound|tau_nonvacuous"] == pytest.approx(1.3)
-    assert vals["bound|tau_tightest"] == pytest.approx(1.1)
+    assert vals["bound@tau_nonvacuous"] == pytest.approx(1.3)
+    assert vals["bound@tau_tightest"] == pytest.approx(1.1)
     # None under log K: the rule falls back to the tightest.
     vals2 = {r["estimator"]: r["value"] for r in variant_values(rows, {"t": 2})}
-    assert vals2["bound|tau_nonvacuous"] == pytest.approx(1.1)
+    assert vals2["bound@tau_nonvacuous"] == pytest.approx(1.1)
     # A cell missing one grid run gets no rule value (the rule needs the whole grid).
     some = {r["estimator"] for r in variant_values(rows[:3], {"t": K})}
     assert not any("tau_nonvacuous" in n for n in some)
@@ -106,14 +106,14 @@ def test_ablation_rows_flatten_every_view_with_its_ci():
     truth = [{"encoder": e, "target": t, "truth": "logreg_acc", "seed": 0,
               "value": float(rng.uniform(0.3, 0.9))} for e in encs for t in tgts]
     cells = [{"encoder": r["encoder"], "target": r["target"], "fraction": 1.0, "seed": 0,
-              "estimator": "bound|tau=auto", "value": -r["value"] + 0.01 * i,
+              "estimator": "bound@tau=auto", "value": -r["value"] + 0.01 * i,
               "higher_is_better": False} for i, r in enumerate(truth)]
     views = compute_views(cells, truth, {t: 3 for t in tgts}, n_boot=50)
     rows = ablation_rows(views)
-    got = {(r["view"], r["statistic"]): r for r in rows if r["variant"] == "bound|tau=auto"}
+    got = {(r["view"], r["statistic"]): r for r in rows if r["variant"] == "bound@tau=auto"}
     assert ("model_selection", "weighted_tau") in got
     assert ("within_encoder", "spearman") in got and ("pooled", "spearman") in got
-    ms = views["model_selection"]["bound|tau=auto"]["logreg_acc"]["weighted_tau"]
+    ms = views["model_selection"]["bound@tau=auto"]["logreg_acc"]["weighted_tau"]
     assert got[("model_selection", "weighted_tau")]["value"] == ms["value"]
     assert got[("model_selection", "weighted_tau")]["ci_low"] == ms["ci_low"]
     # The loss-like variant, oriented, tracks the truth almost perfectly here.

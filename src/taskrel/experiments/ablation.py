@@ -268,8 +268,8 @@ def variant_values(rows: Sequence[Mapping[str, Any]], n_classes: Mapping[str, in
                    ) -> list[dict[str, Any]]:
     """``cells.csv``-shaped rows (estimator = variant name) from stored run rows.
 
-    Every (report, run) pair gives ``"<report>|<run>"``; the tau rules give
-    ``"<report>|tau_nonvacuous[/label-free]"`` and ``"...|tau_tightest..."``.
+    Every (report, run) pair gives ``"<report>@<run>"``; the tau rules give
+    ``"<report>@tau_nonvacuous[/label-free]"`` and ``"...@tau_tightest..."``.
     """
     by: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
     for r in rows:
@@ -287,7 +287,7 @@ def variant_values(rows: Sequence[Mapping[str, Any]], n_classes: Mapping[str, in
         K = int(n_classes[tgt])
         for run, e in runs.items():
             for rep, fn in REPORTS.items():
-                put(enc, tgt, f"{rep}|{run}", fn(e, K))
+                put(enc, tgt, f"{rep}@{run}", fn(e, K))
         for suffix in ("", "/label-free"):
             cands = [(float(runs[g + suffix]["tau"]), runs[g + suffix])
                      for g in TAU_GRID if g + suffix in runs]
@@ -298,7 +298,7 @@ def variant_values(rows: Sequence[Mapping[str, Any]], n_classes: Mapping[str, in
                 if e is None:
                     continue
                 for rep, fn in REPORTS.items():
-                    put(enc, tgt, f"{rep}|{rule}{suffix}", fn(e, K))
+                    put(enc, tgt, f"{rep}@{rule}{suffix}", fn(e, K))
     return out
 
 
