@@ -128,3 +128,52 @@ def test_unlabeled_result_records_the_transformed_loss_against_pseudo_labels():
     r = taskrel.task_relatedness(Xr, y, Xt, None, n_target_classes=3, device="cpu")
     v = r.settings["transformed_loss_pseudo"]
     assert r.transformed_loss is None and 0 < v < math.log(3)
+
+
+@pytest.fixture(scope="module")
+def collapsed_vs_healthy():
+    """Real features: EfficientNet-Lite2 at 32 px (collapsed: its reference head is
+    near chance, the failure of the issue-5 suites) and Lite0 at 96 px (healthy), on a
+    Fashion-MNIST reference and an MNIST-5k target, projected on the reference's top 64
+    principal directions as the benchmark does."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from taskrel.encoders import load_encoder
+    from taskrel.experiments.inputs import pca
+    from taskrel.features.datasets import load_dataset
+    from taskrel.features.extract import extract_task
+
+    fm, mn = load_dataset("fashion_mnist"), load_dataset("mnist5k")
+    out = {}
+    for name, size in (("effnet_lite2", 32), ("effnet_lite0", 96)):
+        enc = load_encoder(name, image_size=size, device="cpu")
+        ref = extract_task(enc, fm, split="both", limit=600, progress=False, device="cpu")
+        tgt = extract_task(enc, mn, split="train", limit=400, progress=False, device="cpu")
+        mean, comps = pca(ref.features, 64)
+
+        def proj(X, mean=mean, comps=comps):
+            return (np.asarray(X, np.float64) - mean) @ comps
+
+        for labelled in (True, False):
+            kw = {} if labelled else {"n_target_classes": 10}
+            out[(name, labelled)] = taskrel.task_relatedness(
+                proj(ref.features), ref.labels, proj(tgt.features),
+                tgt.labels if labelled else None,
+                reference_test_features=proj(ref.test_features),
+                reference_test_labels=ref.test_labels, device="cpu", **kw)
+    return out
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_collapsed_encoder_does_not_win_on_a_vacuous_bound(collapsed_vs_healthy, labelled):
+    bad = collapsed_vs_healthy[("effnet_lite2", labelled)]
+    good = collapsed_vs_healthy[("effnet_lite0", labelled)]
+    # The case is real: Lite2 at 32 px barely beats chance on the reference (0.1 for
+    # 10 classes), Lite0 at 96 px does not.
+    assert bad.reference_accuracy < 0.3 < 0.7 < good.reference_accuracy
+    # The known failure (issue 12's audit): the collapsed encoder's features are close
+    # together, so its L x W1 is small and the paper's bound prefers it.
+    assert bad.bound < good.bound
+    # The default score (the reweighted reference loss) ranks it last, with or without
+    # target labels; so does taskrel's score of record.
+    assert bad.score > good.score
+    assert bad.score > 0.85 * np.log(10) > good.score

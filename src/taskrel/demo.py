@@ -192,7 +192,7 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 
 _COLUMNS = [
-    ("bound", "task_relatedness", "task-relatedness: upper bound on the target loss (nats); "
+    ("bound", "bound", "task-relatedness: upper bound on the target loss (nats); "
      "LOWER = more related"),
     ("ref.loss", "reweighted_reference_loss", "term 1: loss of the transformed reference task"),
     ("labels", "label_mismatch", "term 2: label mismatch H(Y_target | Y_reference)"),
@@ -235,6 +235,7 @@ def run_demo(out: Path = Path("out"), *, device: str = "auto", quiet: bool = Fal
             r[row["estimator"]] = row["value"]
             if row["estimator"] == "task_relatedness":
                 ex = row["extra"]
+                r["bound"] = ex["bound"]
                 r["reweighted_reference_loss"] = ex["reweighted_reference_loss"]
                 r["label_mismatch"] = ex["label_mismatch"]
                 r["lipschitz_x_w1"] = ex["lipschitz"] * ex["distribution_mismatch"]
@@ -258,7 +259,7 @@ def run_demo(out: Path = Path("out"), *, device: str = "auto", quiet: bool = Fal
     for c in summary.get("correlations", []):
         if c["estimator"] == "task_relatedness" and "spearman" in c:
             print(f"Spearman(task-relatedness, probe accuracy) over {c['n']} targets: "
-                  f"{c['spearman']:.2f} (negative = agrees: lower bound, higher accuracy)")
+                  f"{c['spearman']:.2f} (negative = agrees: lower score, higher accuracy)")
     d = out / "demo"
     atomic_write_json(d / "demo_table.json", table)
     print(f"wrote {d / 'report.md'}, {d / 'decomposition_effnet_lite0.png'} and CSV/JSON "

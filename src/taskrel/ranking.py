@@ -74,8 +74,8 @@ DEFAULT_REFERENCES: dict[str, tuple[str, ...]] = {
     "image": ("fashion_mnist", "digits"),  # digits when Fashion-MNIST is not installed
     "text": ("20newsgroups",),
 }
-_FORMAT = 2
-_TERMS = ("bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
+_FORMAT = 3
+_TERMS = ("score", "bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
           "distribution_mismatch", "reference_accuracy", "transformed_accuracy",
           "pseudo_label_accuracy", "tau")
 
@@ -523,7 +523,7 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
         if "task_relatedness" in est:
             try:
                 terms = _relatedness(ref, tgt, lab, opts["seed"], dev)
-                vals["task_relatedness"] = terms["bound"]
+                vals["task_relatedness"] = terms["score"]
             except TaskrelInputError as exc:
                 why["task_relatedness"] = str(exc).splitlines()[0][:200]
     said = [f"{w.category.__name__}: {str(w.message).splitlines()[0][:240]}"

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from ._internal.serialize import to_jsonable
 
-__all__ = ["RelatednessResult", "ProbeResult"]
+__all__ = ["RelatednessResult", "ProbeResult", "SCORE_TERM"]
 
 #: Keys every JSON result carries (the CLI contract).
 TERM_KEYS = (
@@ -20,6 +20,12 @@ TERM_KEYS = (
     "distribution_mismatch",
     "lipschitz",
 )
+
+#: What :attr:`RelatednessResult.score` reports: the reweighted reference loss, the
+#: variant of task-relatedness that ranked encoders best in the ablation (issue 13,
+#: ``docs/results/ablation.md``: best task-relatedness variant in model selection per
+#: target on both benchmarks, and the one a collapsed encoder cannot win with).
+SCORE_TERM = "reweighted_reference_loss"
 
 _ARRAY_FIELDS = ("A", "A_inv", "b")
 _OBJECT_FIELDS = ("reference_head",)
@@ -32,7 +38,8 @@ class RelatednessResult:
     ``bound = reweighted_reference_loss + label_mismatch + lipschitz *
     distribution_mismatch`` (an upper bound on the target loss of the transformed
     reference classifier, hence on transferability; lower means more related).
-    ``float(result)`` is the bound.
+    ``float(result)`` is the bound. :attr:`score` is the number taskrel ranks with
+    (see :data:`SCORE_TERM`).
     """
 
     bound: float
@@ -73,6 +80,16 @@ class RelatednessResult:
         return float(self.bound)
 
     @property
+    def score(self) -> float:
+        """The ranking score (lower = expected to transfer better): the reweighted
+        reference loss :math:`\\mathbb E_{P_R}[C_y\\ell(h_R(z), y)]`, the bound's first
+        term, with or without target labels. The ablation (``docs/results/ablation.md``)
+        measured it ahead of the bound, its other terms and the transformed classifier's
+        loss in model selection per target on both benchmarks; the bound stays in the
+        result as the explanation."""
+        return float(getattr(self, SCORE_TERM))
+
+    @property
     def bound_exceeds_trivial(self) -> bool:
         """True when the bound is above log K_T, what a uniform head already achieves."""
         return bool(self.bound > self.trivial_bound)
@@ -94,6 +111,7 @@ class RelatednessResult:
             for name in _ARRAY_FIELDS:
                 d.pop(name)
         d["bound_exceeds_trivial"] = self.bound_exceeds_trivial
+        d["score"], d["score_term"] = self.score, SCORE_TERM
         d["matching"] = {str(k): v for k, v in self.matching.items()}
         return to_jsonable(d)
 

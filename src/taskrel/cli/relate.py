@@ -27,6 +27,7 @@ def _print_relate(out: dict[str, Any]) -> None:
         ("Lipschitz constant (measured)", out["lipschitz"]),
         ("  x W1", out["lipschitz"] * out["distribution_mismatch"]),
         ("bound (task-relatedness)", out["bound"]),
+        ("score (ranks by: reweighted ref. loss)", out.get("score")),
         ("Lipschitz constant (certified)", out["lipschitz_certified"]),
         ("bound with certified constant", out["bound_certified"]),
         ("trivial bound log K_T", out["trivial_bound"]),

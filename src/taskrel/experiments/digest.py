@@ -137,6 +137,10 @@ def digest_inputs(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
         d["features"] = {k: _opt(config, k) for k in _FEATURE_OPTIONS}
         if est in _ESTIMATOR_OPTIONS:
             d["options"] = {k: _opt(config, k) for k in _ESTIMATOR_OPTIONS[est]}
+            if est in ("task_relatedness", UNLABELED):  # which number the cell reports
+                from ..result import SCORE_TERM
+
+                d["score_term"] = SCORE_TERM
         elif est not in _score_names():  # unknown to this table: everything
             d["options"] = {k: v for k, v in config.options.items()
                             if k not in _NO_VALUE_OPTIONS}

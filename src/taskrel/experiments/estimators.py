@@ -207,7 +207,7 @@ def _relatedness_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
         # A property of the cell's rows (e.g. pseudo-labels of 15 unlabeled rows
         # that fall into one class): recorded, not retried.
         return _not_applicable(d.extra, str(exc))
-    return {"value": float(r.bound), "extra": {**d.extra, **to_jsonable(r.to_dict())}}
+    return {"value": r.score, "extra": {**d.extra, **to_jsonable(r.to_dict())}}
 
 
 def _score_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:

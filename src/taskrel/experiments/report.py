@@ -77,12 +77,21 @@ def bound_check(rows: Sequence[Mapping[str, Any]], *, estimator: str = "task_rel
             continue
         p = probe.get((r["encoder"], r["target"], r["seed"]))
         tl = None if p is None else (p.get("extra") or {}).get("loss")
+        b = _bound(r)
         out.append({"encoder": r["encoder"], "target": r["target"], "seed": r["seed"],
-                    "bound": float(r["value"]),
+                    "bound": b,
                     "transfer_loss": None if tl is None else float(tl),
                     "probe_accuracy": None if p is None else p["value"],
-                    "bound_holds": None if tl is None else bool(r["value"] >= tl)})
+                    "bound_holds": None if tl is None else bool(b >= tl)})
     return sorted(out, key=lambda d: (d["encoder"], d["target"], d["seed"]))
+
+
+def _bound(row: Mapping[str, Any]) -> float:
+    """The bound of a task-relatedness row: ``extra.bound`` (the row's value is the
+    ranking score, :attr:`taskrel.RelatednessResult.score`; rows written before the
+    score existed hold the bound as their value)."""
+    b = (row.get("extra") or {}).get("bound")
+    return float(row["value"] if b is None else b)
 
 
 def _estimators(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -443,7 +452,7 @@ def _headline(summary: Mapping[str, Any]) -> list[str]:
             head.append(f"- task_relatedness vs {c['truth']} accuracy over {c['n']} cells: "
                         f"Pearson {c['pearson']:.3f} {_fmt(c.get('pearson_ci'))}, "
                         f"Spearman {c['spearman']:.3f} {_fmt(c.get('spearman_ci'))} "
-                        "(negative = agrees: lower bound, higher accuracy).")
+                        "(negative = agrees: lower score, higher accuracy).")
     for key, by in summary["zoo"].items():
         if "task_relatedness" in by:
             z = by["task_relatedness"]
@@ -560,10 +569,10 @@ def _vacuous(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "estimator": est, "fraction": fr, "cells": len(rs),
             "bound_above_log_K": sum(1 for r, e in zip(rs, ex)
                                      if e.get("trivial_bound") is not None
-                                     and r["value"] > e["trivial_bound"]),
+                                     and _bound(r) > e["trivial_bound"]),
             "lipschitz_over_10_tau": sum(1 for e in ex if e.get("lipschitz") and e.get("tau")
                                          and e["lipschitz"] > 10 * e["tau"]),
-            "median_bound": float(np.median([r["value"] for r in rs])),
+            "median_bound": float(np.median([_bound(r) for r in rs])),
         })
     return out
 

@@ -12,17 +12,19 @@ from ._registry import register_score
 @register_score(
     "task_relatedness", higher_is_better=False,
     inputs=("source_task", "features", "labels"),
-    summary="the task-relatedness bound on the target loss (reference -> target)",
+    summary="task-relatedness's score: the reweighted reference loss (reference -> target)",
     paper="Mehra, Zhang, Hamm, NeurIPS 2024", gpu=True,
 )
 def task_relatedness_score(source_features: ArrayLike, source_labels: ArrayLike,
                            target_features: ArrayLike, target_labels: ArrayLike,
                            **kwargs: Any) -> float:
-    r"""The task-relatedness bound as a score: ``task_relatedness(...).bound``.
+    r"""Task-relatedness as a score: ``task_relatedness(...).score``, the reweighted
+    reference loss (the bound's first term; :attr:`taskrel.RelatednessResult.score`).
 
-    Bound = reweighted reference loss + label mismatch + Lipschitz x W1 (see
-    :func:`taskrel.task_relatedness`, to which ``kwargs`` are passed; the default
-    ``progress`` is off).
+    The bound (reweighted reference loss + label mismatch + Lipschitz x W1) ranked
+    encoders worse than this term alone on both benchmarks (``docs/results/ablation.md``);
+    ``task_relatedness(...).bound`` still gives it. ``kwargs`` go to
+    :func:`taskrel.task_relatedness` (default ``progress`` off).
 
     Returns
     -------
@@ -39,4 +41,4 @@ def task_relatedness_score(source_features: ArrayLike, source_labels: ArrayLike,
     kwargs.setdefault("progress", False)
     result = task_relatedness(source_features, source_labels, target_features,
                               target_labels, **kwargs)
-    return float(result.bound)
+    return result.score
