@@ -59,9 +59,8 @@ def _spec(settings, name):
 def run(a, config, settings) -> None:
     import torch
 
-    from taskrel.experiments.ablation import RUNS, run_cell, run_digest
-    from taskrel.experiments.digest import cell_digest
-    from taskrel.experiments.store import Cell, ResultsStore
+    from taskrel.experiments.ablation import RUNS, features_digest, run_cell, run_digest
+    from taskrel.experiments.store import ResultsStore
     from taskrel.experiments.suite import run_grid
 
     torch.set_num_threads(a.threads)
@@ -74,9 +73,7 @@ def run(a, config, settings) -> None:
              and (not a.targets or c.target in a.targets.split(","))]
 
     def digest(c):
-        base = cell_digest(config, Cell(c.encoder, c.reference, c.target, 1.0, 0,
-                                        "task_relatedness"))
-        return run_digest(_spec(settings, c.estimator), base)
+        return run_digest(_spec(settings, c.estimator), features_digest(config, c))
 
     def fn(c):
         return run_cell(config, _spec(settings, c.estimator), c, settings.get("union"))
@@ -144,6 +141,7 @@ def report(a, config, settings) -> None:
             _plot(views, truth, out / f"ablation_{truth}.png")
             md += _table(views, truth)
     atomic_write_text(out / "ablation_table.md", "\n".join(md) + "\n")
+    _transport_plot(rows, K, out / "ablation_transport.png")
     n_var = len({r["estimator"] for r in variants})
     print(f"wrote {out / 'ablation.csv'} ({len(rows_out)} rows, {n_var} variants, "
           f"{len({r['estimator'] for r in base})} baselines)")
@@ -161,6 +159,38 @@ PLOTTED = ("bound@tau=auto", "bound@tau=paper", "bound@tau_nonvacuous", "bound@t
 _VIEW_STATS = (("model_selection", "weighted_tau", "(i) per target across the zoo: weighted tau"),
                ("within_encoder", "spearman", "(ii) within encoder: Spearman"),
                ("pooled", "spearman", "(iii) pooled: Spearman"))
+
+
+def _transport_plot(rows, K, path: Path) -> None:
+    """Realised transport cost against its worst case L x W1, per cell (tau=auto,
+    labelled), with the bound's vacuity line log K_T - (ref. loss + H) per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from taskrel.experiments.ablation import REPORTS
+
+    pts = [(REPORTS["lipschitz_w1"](r["extra"], K[r["target"]]),
+            REPORTS["transport_cost"](r["extra"], K[r["target"]]))
+           for r in rows if r["estimator"] == "tau=auto" and r["value"] is not None]
+    pts = [(a, b) for a, b in pts if a is not None and b is not None]
+    if not pts:
+        return
+    x, y = np.array(pts).T
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(x, y, s=12)
+    hi = float(max(x.max(), y.max()))
+    ax.plot([0, hi], [0, hi], color="gray", lw=0.8, label="realised = worst case")
+    ax.set_xlabel("worst case: Lipschitz x W1 (nats)")
+    ax.set_ylabel("realised: transformed loss - (ref. loss + H) (nats)")
+    ax.set_title(f"transport cost per cell, tau=auto ({len(pts)} cells)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    plt.close(fig)
 
 
 def _fmt(s) -> str:

@@ -51,7 +51,7 @@ from ..exceptions import TaskrelInputError
 from .store import Cell
 
 __all__ = ["RunSpec", "RUNS", "REPORTS", "variant_values", "ablation_rows",
-           "ABLATION_COLUMNS", "run_cell", "run_digest"]
+           "ABLATION_COLUMNS", "run_cell", "run_digest", "features_digest"]
 
 #: Columns of ``docs/results/<suite>/ablation.csv``.
 ABLATION_COLUMNS = ("variant", "view", "truth", "statistic", "value", "ci_low", "ci_high")
@@ -137,9 +137,21 @@ REPORTS: dict[str, Callable[[Mapping[str, Any], int], float | None]] = {
 }
 
 
+def features_digest(config: Any, cell: Cell) -> str:
+    """SHA-256 of what a run reads from the suite for ``cell``: the suite's digest
+    inputs of the cell's task-relatedness row (encoder, rows, reference, feature and
+    task-relatedness options) without ``score_term``, which says which number a suite
+    cell reports and is not read by a run (every run stores the whole result)."""
+    from .digest import digest_inputs, hash_inputs
+
+    d = digest_inputs(config, Cell(cell.encoder, cell.reference, cell.target, 1.0, 0,
+                                   "task_relatedness"))
+    d.pop("score_term", None)
+    return hash_inputs(d)
+
+
 def run_digest(spec: RunSpec, suite_cell_digest: str) -> str:
-    """SHA-256 of the run's settings and the suite's own digest of the cell's
-    task-relatedness row (features, rows, reference, options)."""
+    """SHA-256 of the run's settings and :func:`features_digest` of the cell."""
     text = json.dumps([asdict(spec), suite_cell_digest], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -62,7 +62,8 @@ from .estimators import UNLABELED
 from .store import Cell
 from .suite import ExperimentConfig
 
-__all__ = ["cell_digest", "suite_digest", "digest_inputs", "ALGORITHM_VERSION"]
+__all__ = ["cell_digest", "suite_digest", "digest_inputs", "hash_inputs",
+           "ALGORITHM_VERSION"]
 
 #: Hashed into every digest: bump it when a change alters cell values on purpose.
 ALGORITHM_VERSION = 1
@@ -153,8 +154,13 @@ def digest_inputs(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
 
 def cell_digest(config: ExperimentConfig, cell: Cell) -> str:
     """SHA-256 (hex) of :func:`digest_inputs`, in canonical JSON."""
-    text = json.dumps(digest_inputs(config, cell), sort_keys=True, separators=(",", ":"),
-                      default=_canon)
+    return hash_inputs(digest_inputs(config, cell))
+
+
+def hash_inputs(inputs: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a digest-inputs mapping in canonical JSON (:func:`cell_digest`'s
+    hash, for callers that adjust the inputs first)."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=_canon)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
