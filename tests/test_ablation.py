@@ -177,3 +177,26 @@ def test_collapsed_encoder_does_not_win_on_a_vacuous_bound(collapsed_vs_healthy,
     # target labels; so does taskrel's score of record.
     assert bad.score > good.score
     assert bad.score > 0.85 * np.log(10) > good.score
+
+
+def test_run_digests_ignore_which_number_suite_cells_report(monkeypatch):
+    """A run reads the suite cell's features and options, not the score term: changing
+    the term recomputes suite cells but no ablation run."""
+    import taskrel.result as result_mod
+    from taskrel.experiments.ablation import features_digest
+    from taskrel.experiments.digest import cell_digest
+    from taskrel.experiments.store import Cell
+    from taskrel.experiments.suite import parse_config
+
+    cfg = parse_config({"name": "toy", "reference": "fashion_mnist", "targets": ["digits"],
+                        "encoders": ["a"], "estimators": ["task_relatedness"],
+                        "options": {"feature_dim": 8}})
+    c = Cell("a", "fashion_mnist", "digits", 1.0, 0, "tau=auto")
+    tr = Cell("a", "fashion_mnist", "digits", 1.0, 0, "task_relatedness")
+    f0, s0 = features_digest(cfg, c), cell_digest(cfg, tr)
+    monkeypatch.setattr(result_mod, "SCORE_TERM", "bound")
+    assert cell_digest(cfg, tr) != s0 and features_digest(cfg, c) == f0
+    cfg2 = parse_config({"name": "toy", "reference": "fashion_mnist", "targets": ["digits"],
+                         "encoders": ["a"], "estimators": ["task_relatedness"],
+                         "options": {"feature_dim": 16}})
+    assert features_digest(cfg2, c) != f0  # a feature option reaches every run
