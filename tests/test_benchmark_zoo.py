@@ -231,6 +231,12 @@ def test_truth_checks_by_hand(tmp_path):
     assert r["exceptions"] == [{"encoder": "effnet_lite0", "target": "t1", "finetune": 0.80,
                                 "logreg": 0.83, "gap": -0.03}]
     w = winners(rows)
+    # Neither column has all 3 fine-tuned encoders: no winner is counted.
+    assert w["best"] == {} and w["partial"] == {"t1": 2, "t2": 2} and w["encoders"] == 3
+    w = winners(rows + [_row("smallcnn", "t1", "finetune", 0.5)])
+    assert w["best"] == {"t1": "effnet_lite1"} and w["partial"] == {"t2": 2}
+    w = winners(rows + [_row("smallcnn", "t1", "finetune", 0.5),
+                        _row("effnet_lite0", "t2", "finetune", 0.65)])
     assert w["best"] == {"t1": "effnet_lite1", "t2": "smallcnn"} and w["distinct"] == 2
     assert learning_curves_png(rows, tmp_path / "c.png") == 0  # no curves: no file
     rec = {"lr": 0.001, "best_epoch": 2, "converged": True,

@@ -251,8 +251,11 @@ def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
              f"{'holds' if rule['holds'] else 'FAILS'})." if rule["share"] is not None
              else "."),
           f"- Best encoder by fine-tuned accuracy: {win['distinct']} distinct winners over "
-          f"{win['targets']} targets: "
-          + (", ".join(f"{t}: {e}" for t, e in win["best"].items()) or "none yet") + ".",
+          f"{win['targets']} targets fine-tuned for all {win['encoders']} encoders: "
+          + (", ".join(f"{t}: {e}" for t, e in win["best"].items()) or "none yet") + "."
+          + (" Not counted (column incomplete, encoders fine-tuned): "
+             + ", ".join(f"{t} ({n})" for t, n in win["partial"].items()) + "."
+             if win["partial"] else ""),
           ""]
     if rule["exceptions"]:
         md += ["Exceptions to the sanity rule:", "", md_table(rule["exceptions"]), ""]

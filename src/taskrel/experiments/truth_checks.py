@@ -81,15 +81,19 @@ def sanity_rule(rows: Sequence[Mapping[str, Any]], *, margin: float = 0.02,
 
 def winners(rows: Sequence[Mapping[str, Any]], truth: str = "finetune") -> dict[str, Any]:
     """Per target (not the reference), the encoder with the best ``truth``; how many
-    distinct encoders win some target. Targets with fewer than 2 encoders are skipped."""
+    distinct encoders win some target. Only *complete* targets count: those where every
+    encoder that has ``truth`` on some target has it (a best-of-two on a half-computed
+    column is no winner); the others are listed in ``partial``."""
     by_t: dict[str, dict[str, float]] = defaultdict(dict)
     for (e, t), v in truth_table(rows, truth).items():
         if t != "reference":
             by_t[t][e] = v
+    encs = {e for d in by_t.values() for e in d}
     best = {t: max(sorted(d), key=lambda e: d[e]) for t, d in sorted(by_t.items())
-            if len(d) >= 2}
+            if len(d) >= 2 and set(d) == encs}
+    partial = {t: len(d) for t, d in sorted(by_t.items()) if t not in best}
     return {"truth": truth, "best": best, "distinct": len(set(best.values())),
-            "targets": len(best)}
+            "targets": len(best), "encoders": len(encs), "partial": partial}
 
 
 def learning_curves_png(rows: Sequence[Mapping[str, Any]], path: str | Path) -> int:
