@@ -66,8 +66,11 @@ def test_cell_fn_estimator_and_probe_cells():
     fn = make_cell_fn(cfg)
     rel = fn(Cell("effnet_lite0_random", "digits04", "digits59", 0.5, 0, "task_relatedness"))
     ex = rel["extra"]
-    # The bound is the sum of its three terms (RelatednessResult.to_dict() in extra).
-    assert math.isclose(rel["value"], ex["reweighted_reference_loss"] + ex["label_mismatch"]
+    # The cell reports the score (the reweighted reference loss); the bound, the sum of
+    # its three terms, stays in extra (RelatednessResult.to_dict()).
+    assert rel["value"] == ex["score"] == ex["reweighted_reference_loss"]
+    assert ex["score_term"] == "reweighted_reference_loss"
+    assert math.isclose(ex["bound"], ex["reweighted_reference_loss"] + ex["label_mismatch"]
                         + ex["lipschitz"] * ex["distribution_mismatch"], rel_tol=1e-6)
     # Half of the 100 target rows, rounded per class (5 classes), never the test split.
     assert 48 <= ex["n_target"] <= 52

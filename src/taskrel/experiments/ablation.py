@@ -42,7 +42,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,8 @@ from ..exceptions import TaskrelInputError
 from .store import Cell
 
 __all__ = ["RunSpec", "RUNS", "REPORTS", "variant_values", "ablation_rows",
-           "ABLATION_COLUMNS", "run_cell", "run_digest", "features_digest"]
+           "ABLATION_COLUMNS", "run_cell", "run_digest", "features_digest", "reference_task",
+           "TAU_GRID"]
 
 #: Columns of ``docs/results/<suite>/ablation.csv``.
 ABLATION_COLUMNS = ("variant", "view", "truth", "statistic", "value", "ci_low", "ci_high")
@@ -218,6 +219,10 @@ def _project(spec: RunSpec, config: Any, Xr: np.ndarray, *others: np.ndarray
     return [(X - mean) @ comps for X in (Xr, *others)]
 
 
+def _not_applicable(extra: dict[str, Any], why: str) -> dict[str, Any]:
+    return {"value": None, "extra": {**extra, "not_applicable": why[:300]}}
+
+
 def run_cell(config: Any, spec: RunSpec, cell: Cell, union: str | None = None
              ) -> dict[str, Any]:
     """One run on one (encoder, target) cell at fraction 1.0: ``{"value": bound,
@@ -226,7 +231,6 @@ def run_cell(config: Any, spec: RunSpec, cell: Cell, union: str | None = None
     reference)."""
     from .._internal.serialize import to_jsonable
     from ..relatedness import resolve_tau, task_relatedness
-    from .estimators import _not_applicable
     from .inputs import suite_device, unit_task
 
     Xr, yr, Xe, ye = reference_task(config, spec, cell.encoder, union)
@@ -330,8 +334,3 @@ def ablation_rows(views: Mapping[str, Any], rename: Mapping[str, str] | None = N
                                 "truth": truth, "statistic": stat, "value": s["value"],
                                 "ci_low": s.get("ci_low"), "ci_high": s.get("ci_high")})
     return out
-
-
-def with_spec(spec: RunSpec, **changes: Any) -> RunSpec:
-    """``spec`` with fields changed (checked names)."""
-    return replace(spec, **changes)
