@@ -519,6 +519,24 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
     return state
 
 
+def _search_then_train(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int,
+                       lrs: tuple[float, ...], search_epochs: int, max_epochs: int,
+                       patience: int, cfg: dict[str, Any], dev: torch.device
+                       ) -> tuple[dict[float, dict[str, Any]], float, dict[str, Any]]:
+    """Steps 2-3 of :func:`finetune_selected`: every rate for ``search_epochs`` (same
+    seed), then the best (ties: the smaller rate) until a plateau or ``max_epochs``.
+    Returns (runs by rate, the chosen rate, its final state)."""
+    runs = {}
+    for lr in lrs:
+        torch.manual_seed(int(cfg["seed"]))
+        runs[lr] = _run_lr(module, pre, data, K, lr, search_epochs, None, cfg, dev)
+    best_lr = max(lrs, key=lambda v: (runs[v]["best_acc"], -v))
+    st = runs[best_lr]
+    while len(st["curve"]) - 1 < max_epochs and st["since_best"] < patience:
+        st = _run_lr(module, pre, data, K, best_lr, 1, st, cfg, dev)
+    return runs, best_lr, st
+
+
 def finetune_selected(
     module: nn.Module,
     preprocess: Callable[[Any], torch.Tensor] | None,
@@ -618,14 +636,8 @@ def finetune_selected(
         if probe_init:
             cfg["head_init"] = _probe_head(module, pre, data[0], data[1], K, dev,
                                            int(eval_batch_size))
-        runs = {}
-        for lr in lrs:
-            torch.manual_seed(int(seed))
-            runs[lr] = _run_lr(module, pre, data, K, lr, search_epochs, None, cfg, dev)
-        best_lr = max(lrs, key=lambda v: (runs[v]["best_acc"], -v))
-        st = runs[best_lr]
-        while (len(st["curve"]) - 1 < max_epochs and st["since_best"] < patience):
-            st = _run_lr(module, pre, data, K, best_lr, 1, st, cfg, dev)
+        runs, best_lr, st = _search_then_train(module, pre, data, K, lrs, search_epochs,
+                                               max_epochs, patience, cfg, dev)
         converged = st["since_best"] >= patience
         enc_sd, head_sd, best_epoch = st["best"]
         st["enc"].load_state_dict(enc_sd)
@@ -638,8 +650,8 @@ def finetune_selected(
         else "PyTorch default",
         "head_lr": best_lr * cfg["head_lr_mult"], "weight_decay": cfg["weight_decay"],
         "schedule": "linear warm-up over the first epoch, then constant",
-        "batchnorm": batchnorm, "search_epochs": int(search_epochs), "max_epochs": int(max_epochs),
-        "patience": int(patience), "min_delta": float(min_delta),
+        "batchnorm": batchnorm, "search_epochs": int(search_epochs),
+        "max_epochs": int(max_epochs), "patience": int(patience), "min_delta": float(min_delta),
         "epochs": len(st["curve"]) - 1, "best_epoch": int(best_epoch),
         "converged": bool(converged), "val_accuracy": float(st["best_acc"]),
         "val_fraction": float(val_fraction), "n_train": int(len(itr)),
