@@ -59,10 +59,11 @@ __all__ = ["rank", "Ranking", "resolve_target", "resolve_reference", "resolve_en
 
 #: The default estimators: the issue-12 benchmark's best in model selection per target
 #: (view (i), weighted Kendall tau; docs/results/{vision,text}/views.json). k-NN accuracy
-#: leads vision against both the tuned logistic probe (0.69) and fine-tuning (0.48, 4
+#: leads vision against both the tuned logistic probe (0.69) and fine-tuning (0.54, 4
 #: targets) and is third on text (0.68); SFDA leads text (0.77) and is 4th / 3rd on
-#: vision (0.59 / 0.34); the regularized H-score is 3rd / 2nd on vision (0.64 / 0.40) and
-#: 0.57 on text. LogME, LEEP, PACTran (the first benchmark's picks) trail them there.
+#: vision (0.59 / 0.35); the regularized H-score is 3rd / 3rd on vision (0.64 / 0.47) and
+#: 0.57 on text. LogME and LEEP (first-benchmark picks) trail them; PACTran is 2nd against
+#: fine-tuning (0.49) but 9th against the probe (0.44) and negative within encoders on text.
 #: task_relatedness is always added for its explanation (its terms).
 DEFAULT_ESTIMATORS: tuple[str, ...] = ("knn_accuracy", "sfda", "regularized_h_score",
                                        "task_relatedness")
