@@ -219,18 +219,14 @@ def _project(spec: RunSpec, config: Any, Xr: np.ndarray, *others: np.ndarray
     return [(X - mean) @ comps for X in (Xr, *others)]
 
 
-def _not_applicable(extra: dict[str, Any], why: str) -> dict[str, Any]:
-    return {"value": None, "extra": {**extra, "not_applicable": why[:300]}}
-
-
 def run_cell(config: Any, spec: RunSpec, cell: Cell, union: str | None = None
              ) -> dict[str, Any]:
     """One run on one (encoder, target) cell at fraction 1.0: ``{"value": bound,
     "extra": result dict}`` (``value`` None + ``not_applicable`` when the variant
     cannot apply, e.g. pseudo-labels for a target with more classes than the
     reference)."""
-    from .._internal.serialize import to_jsonable
-    from ..relatedness import resolve_tau, task_relatedness
+    from ..relatedness import resolve_tau
+    from .estimators import relate_rows
     from .inputs import suite_device, unit_task
 
     Xr, yr, Xe, ye = reference_task(config, spec, cell.encoder, union)
@@ -248,20 +244,10 @@ def run_cell(config: Any, spec: RunSpec, cell: Cell, union: str | None = None
                           "reference_test_features": Xe, "reference_test_labels": ye}
     if spec.max_iter is not None:
         kw["max_iter"] = spec.max_iter
-    k_t, k_r = int(np.unique(yt).size), int(np.unique(yr).size)
-    if not spec.labelled:
-        if k_t > k_r:
-            return _not_applicable(extra, (
-                f"pseudo-labels from the reference classifier give at most {k_r} "
-                f"classes; the target has {k_t}"))
-        kw["n_target_classes"] = k_t
-    if k_t > k_r:
-        kw["b_mode"] = "learned"  # the sparse label map needs K_T <= K_R
-    try:
-        r = task_relatedness(Xr, yr, Xt, yt if spec.labelled else None, **kw)
-    except TaskrelInputError as exc:
-        return _not_applicable(extra, str(exc))
-    return {"value": float(r.bound), "extra": {**extra, **to_jsonable(r.to_dict())}}
+    r = relate_rows(Xr, yr, Xt, yt, labelled=spec.labelled, kwargs=kw, extra=extra)
+    if isinstance(r, dict):
+        return r
+    return {"value": float(r.bound), "extra": {**extra, **r.to_dict()}}
 
 
 # ---------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from .inputs import (
 from .store import Cell
 from .suite import REFERENCE_TARGET, ExperimentConfig
 
-__all__ = ["Estimator", "get_estimator", "reference_tau", "UNLABELED", "TRUTHS",
-           "ALIASES"]
+__all__ = ["Estimator", "get_estimator", "reference_tau", "relate_rows", "UNLABELED",
+           "TRUTHS", "ALIASES"]
 
 #: Task-relatedness without target labels (pseudo-labels); not a registered score.
 UNLABELED = "task_relatedness_unlabeled"
@@ -185,29 +185,42 @@ def _rel_kwargs(config: ExperimentConfig, ref: Any, seed: int) -> dict[str, Any]
 
 def _relatedness_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     """``task_relatedness`` and, without target labels, ``task_relatedness_unlabeled``."""
-    from .._internal.serialize import to_jsonable
+    d = _cell_data(config, cell)
+    r = relate_rows(d.ref.features, d.ref.labels, d.X, d.y,
+                    labelled=cell.estimator == "task_relatedness",
+                    kwargs=_rel_kwargs(config, d.ref, cell.seed), extra=d.extra)
+    if isinstance(r, dict):
+        return r
+    return {"value": r.score, "extra": {**d.extra, **r.to_dict()}}
+
+
+def relate_rows(ref_X: Any, ref_y: Any, X: np.ndarray, y: np.ndarray, *, labelled: bool,
+                kwargs: dict[str, Any], extra: dict[str, Any]) -> Any:
+    """``task_relatedness`` on a cell's rows, with or without the target labels ``y``:
+    the result, or the cell's "not applicable" row (``value`` None + the reason).
+
+    Without labels the target's class count is passed on, and a target with more
+    classes than the reference is not applicable (pseudo-classes are reference
+    classes); with more target classes the label map is learned unless ``kwargs``
+    names a ``b_mode``. An input error raised by the rows themselves (e.g.
+    pseudo-labels of 15 rows that fall into one class) is recorded, not retried.
+    """
     from ..relatedness import task_relatedness
 
-    d = _cell_data(config, cell)
-    labelled = cell.estimator == "task_relatedness"
-    kw = _rel_kwargs(config, d.ref, cell.seed)
-    k_t, k_r = int(np.unique(d.y).size), int(np.unique(np.asarray(d.ref.labels)).size)
+    kw = dict(kwargs)
+    k_t, k_r = int(np.unique(y).size), int(np.unique(np.asarray(ref_y)).size)
     if not labelled:
         if k_t > k_r:
-            return _not_applicable(d.extra, (
+            return _not_applicable(extra, (
                 f"pseudo-labels from the reference classifier give at most {k_r} "
                 f"classes; the target has {k_t}"))
         kw["n_target_classes"] = k_t
     if k_t > k_r and "b_mode" not in kw:
         kw["b_mode"] = "learned"  # the sparse label map needs K_T <= K_R
     try:
-        r = task_relatedness(d.ref.features, d.ref.labels, d.X,
-                             d.y if labelled else None, **kw)
+        return task_relatedness(ref_X, ref_y, X, y if labelled else None, **kw)
     except TaskrelInputError as exc:
-        # A property of the cell's rows (e.g. pseudo-labels of 15 unlabeled rows
-        # that fall into one class): recorded, not retried.
-        return _not_applicable(d.extra, str(exc))
-    return {"value": r.score, "extra": {**d.extra, **to_jsonable(r.to_dict())}}
+        return _not_applicable(extra, str(exc))
 
 
 def _score_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
