@@ -519,6 +519,24 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
     return state
 
 
+def _check_selected(lrs: Any, y: np.ndarray, val_fraction: float, batchnorm: str,
+                    **counts: int) -> tuple[tuple[float, ...], str]:
+    """:func:`finetune_selected`'s own arguments: the sorted rates and the batch-norm
+    mode; ``counts`` must be positive integers; every class needs 2 training rows."""
+    rates = tuple(sorted(check_positive(v, "lrs") for v in (lrs or ())))
+    if not rates:
+        raise TaskrelInputError(f"`lrs` must hold at least one learning rate; got {lrs!r}")
+    for name, v in counts.items():
+        check_positive(v, name, integer=True)
+    batchnorm = check_choice(batchnorm, "batchnorm", ("frozen", "train"))
+    if not 0 < val_fraction < 1:
+        raise TaskrelInputError(f"`val_fraction` must be in (0, 1); got {val_fraction!r}")
+    if np.bincount(y).min() < 2:
+        raise TaskrelInputError("`y_train` needs at least 2 rows per class (one for the "
+                                f"validation split); got {np.bincount(y).tolist()}")
+    return rates, batchnorm
+
+
 def _search_then_train(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int,
                        lrs: tuple[float, ...], search_epochs: int, max_epochs: int,
                        patience: int, cfg: dict[str, Any], dev: torch.device
@@ -607,18 +625,10 @@ def finetune_selected(
     t0 = time.perf_counter()
     pre, classes, y, yte = _check_data(module, preprocess, x_train, y_train, x_test,
                                        y_test)
-    lrs = tuple(sorted(check_positive(v, "lrs") for v in (lrs or ())))
-    if not lrs:
-        raise TaskrelInputError(f"`lrs` must hold at least one learning rate; got {lrs!r}")
-    for v, name in ((search_epochs, "search_epochs"), (max_epochs, "max_epochs"),
-                    (patience, "patience"), (batch_size, "batch_size")):
-        check_positive(v, name, integer=True)
-    batchnorm = check_choice(batchnorm, "batchnorm", ("frozen", "train"))
-    if not 0 < val_fraction < 1:
-        raise TaskrelInputError(f"`val_fraction` must be in (0, 1); got {val_fraction!r}")
-    if np.bincount(y).min() < 2:
-        raise TaskrelInputError("`y_train` needs at least 2 rows per class (one for the "
-                                f"validation split); got {np.bincount(y).tolist()}")
+    lrs, batchnorm = _check_selected(lrs, y, val_fraction, batchnorm,
+                                     search_epochs=search_epochs,
+                                     max_epochs=max_epochs, patience=patience,
+                                     batch_size=batch_size)
     dev = resolve_device(device)
     K = int(classes.size)
     n_val = max(int(round(val_fraction * y.size)), K)
