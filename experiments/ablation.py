@@ -136,6 +136,7 @@ def report(a, config, settings) -> None:
           "better, baselines as in `views.json`. 95 % bootstrap CIs: (i) over targets, "
           "(ii) mean over encoders of the per-encoder correlation, (iii) two-way cluster "
           "bootstrap over encoders and targets.", ""]
+    md += _verdict(views)
     for truth in ("finetune_acc", "logreg_acc"):
         if any(truth in v for v in views["model_selection"].values()):
             md += _headline(views, truth)
@@ -252,6 +253,57 @@ def _headline(views, truth: str) -> list[str]:
             best.append("-")
     out.append("| best baseline (per column) | | " + " | ".join(best) + " |")
     return out + [""]
+
+
+#: The library's default score, compared with every baseline in `_verdict`.
+DEFAULT_VARIANT = "reference_loss@tau=auto"
+#: Beats / trails when ahead / behind by at least this much (point estimates).
+MARGIN = 0.1
+
+
+def _verdict(views) -> list[str]:
+    """The default score against every baseline, per view and truth: the baseline's value
+    and B / M / T (the default is ahead by >= MARGIN, within it, behind by >= MARGIN)."""
+    cols = [(truth, view, stat) for truth in ("logreg_acc", "finetune_acc")
+            for view, stat, _ in _VIEW_STATS]
+
+    def val(est, truth, view, stat):
+        s = views[view].get(est, {}).get(truth, {}).get(stat) or {}
+        return s.get("value")
+
+    cols = [c for c in cols if val(DEFAULT_VARIANT, *c) is not None]
+    if not cols:
+        return []
+    short = {"model_selection": "(i)", "within_encoder": "(ii)", "pooled": "(iii)"}
+    head = [f"{short[v]} {'probe' if t == 'logreg_acc' else 'FT'}" for t, v, _ in cols]
+    mine = [val(DEFAULT_VARIANT, *c) for c in cols]
+    out = [f"## The default score (`{DEFAULT_VARIANT}`) against each baseline", "",
+           "Statistics: (i) weighted tau, (ii) mean within-encoder Spearman, (iii) pooled "
+           "Spearman; probe = tuned logistic probe (`logreg_acc`), FT = fine-tuning "
+           f"(`finetune_acc`). B / M / T: the default is ahead by >= {MARGIN} / within "
+           f"{MARGIN} / behind by >= {MARGIN} (point estimates; the CIs are in the tables "
+           "below).", "",
+           "| baseline | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols),
+           "| **task-relatedness (default score)** | "
+           + " | ".join(f"**{m:.2f}**" for m in mine) + " |"]
+    bases = [e for e in views["model_selection"] if e.startswith("baseline:")
+             and not e.startswith("baseline:task_rel")]
+    bases.sort(key=lambda e: -(val(e, *cols[0]) if val(e, *cols[0]) is not None else -9.0))
+    counts = {"B": 0, "M": 0, "T": 0}
+    for e in bases:
+        cells = []
+        for c, m in zip(cols, mine):
+            b = val(e, *c)
+            if b is None:
+                cells.append("-")
+                continue
+            mark = "B" if m - b >= MARGIN else "T" if b - m >= MARGIN else "M"
+            counts[mark] += 1
+            cells.append(f"{b:.2f} {mark}")
+        out.append(f"| {e.split(':', 1)[1]} | " + " | ".join(cells) + " |")
+    out += ["", f"Over all cells: beats {counts['B']}, matches {counts['M']}, "
+            f"trails {counts['T']}.", ""]
+    return out
 
 
 def _table(views, truth: str) -> list[str]:
