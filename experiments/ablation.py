@@ -137,10 +137,10 @@ def report(a, config, settings) -> None:
           "(ii) mean over encoders of the per-encoder correlation, (iii) two-way cluster "
           "bootstrap over encoders and targets.", ""]
     md += _verdict(views)
-    for truth in ("finetune_acc", "logreg_acc"):
+    for truth in ("finetune_acc", "transfer_acc", "logreg_acc"):
         if any(truth in v for v in views["model_selection"].values()):
             md += _headline(views, truth)
-    for truth in ("finetune_acc", "logreg_acc"):
+    for truth in ("finetune_acc", "transfer_acc", "logreg_acc"):
         if any(truth in v for v in views["model_selection"].values()):
             _plot(views, truth, out / f"ablation_{truth}.png")
             md += _table(views, truth)
@@ -255,6 +255,8 @@ def _headline(views, truth: str) -> list[str]:
     return out + [""]
 
 
+#: The truths the report compares against, with their short names.
+_TRUTHS = {"logreg_acc": "probe", "finetune_acc": "FT", "transfer_acc": "FT+fixed"}
 #: The library's default score, compared with every baseline in `_verdict`.
 DEFAULT_VARIANT = "reference_loss@tau=auto"
 #: Beats / trails when ahead / behind by at least this much (point estimates).
@@ -264,8 +266,7 @@ MARGIN = 0.1
 def _verdict(views) -> list[str]:
     """The default score against every baseline, per view and truth: the baseline's value
     and B / M / T (the default is ahead by >= MARGIN, within it, behind by >= MARGIN)."""
-    cols = [(truth, view, stat) for truth in ("logreg_acc", "finetune_acc")
-            for view, stat, _ in _VIEW_STATS]
+    cols = [(truth, view, stat) for truth in _TRUTHS for view, stat, _ in _VIEW_STATS]
 
     def val(est, truth, view, stat):
         s = views[view].get(est, {}).get(truth, {}).get(stat) or {}
@@ -275,12 +276,13 @@ def _verdict(views) -> list[str]:
     if not cols:
         return []
     short = {"model_selection": "(i)", "within_encoder": "(ii)", "pooled": "(iii)"}
-    head = [f"{short[v]} {'probe' if t == 'logreg_acc' else 'FT'}" for t, v, _ in cols]
+    head = [f"{short[v]} {_TRUTHS[t]}" for t, v, _ in cols]
     mine = [val(DEFAULT_VARIANT, *c) for c in cols]
     out = [f"## The default score (`{DEFAULT_VARIANT}`) against each baseline", "",
            "Statistics: (i) weighted tau, (ii) mean within-encoder Spearman, (iii) pooled "
            "Spearman; probe = tuned logistic probe (`logreg_acc`), FT = fine-tuning "
-           f"(`finetune_acc`). B / M / T: the default is ahead by >= {MARGIN} / within "
+           "(`finetune_acc`), FT+fixed = fine-tuning with the fixed encoders' probes "
+           f"(`transfer_acc`, where the zoo has fixed encoders). B / M / T: the default is ahead by >= {MARGIN} / within "
            f"{MARGIN} / behind by >= {MARGIN} (point estimates; the CIs are in the tables "
            "below).", "",
            "| baseline | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols),

@@ -291,3 +291,29 @@ def test_cli_results_views(tmp_path, capsys):
     v = json.loads((tmp_path / "v" / "views.json").read_text())
     assert v["model_selection"]["logme"]["finetune_acc"]["weighted_tau"]["value"] == \
         pytest.approx(1.0)
+
+
+def test_transfer_truth_gives_fixed_encoders_their_probe_and_is_absent_without_them():
+    # Encoders c and d are fixed (never fine-tuned): on the targets with fine-tuning
+    # (t1, t2) transfer_acc is finetune_acc for a, b and logreg_acc for c, d; t3 has no
+    # fine-tuning at all and gets no transfer truth.
+    ft = {("a", "t1"): 0.9, ("b", "t1"): 0.8, ("a", "t2"): 0.5, ("b", "t2"): 0.7}
+    rows = []
+    for e in ENCS:
+        for j, t in enumerate(TGTS):
+            rows.append(_row(e, t, "logreg", ACC[e][j]))
+            rows.append(_row(e, t, "logme", ACC[e][j]))
+            if (e, t) in ft:
+                rows.append(_row(e, t, "finetune", ft[(e, t)]))
+    v = _views(rows, n_boot=20)
+    assert _ms(v, "finetune_acc")["n_targets"] == 0       # 2 trainable encoders only
+    tr = _ms(v, "transfer_acc")
+    assert tr["n_targets"] == 2 and tr["n_targets_skipped"] == 1
+    want = {"t1": {"a": 0.9, "b": 0.8, "c": 0.70, "d": 0.90},
+            "t2": {"a": 0.5, "b": 0.7, "c": 0.50, "d": 0.70}}
+    taus = [weightedtau([ACC[e][j] for e in ENCS], [want[t][e] for e in ENCS])[0]
+            for j, t in enumerate(("t1", "t2"))]
+    assert tr["weighted_tau"]["value"] == pytest.approx(np.mean(taus))
+    # Every encoder fine-tuned: the derived truth would repeat finetune_acc; not added.
+    full = _views(_rows(lambda e, j, s: ACC[e][j]), n_boot=20)
+    assert "transfer_acc" not in full["model_selection"]["logme"]

@@ -15,6 +15,11 @@ def seed_means(name, key):  # {(name, target, encoder): mean over seeds}, higher
             acc[(r[key], r["target"], r["encoder"])].append(sign * float(r["value"]))
     return {k: np.mean(v) for k, v in acc.items()}
 est, tru = seed_means("cells", "estimator"), seed_means("truth", "truth")
+fixed = {k[2] for k in tru if k[0] == "logreg_acc"} - {k[2] for k in tru if k[0] == "finetune_acc"}
+if fixed and any(k[0] == "finetune_acc" for k in tru):  # transfer_acc: fine-tuned, or the
+    tuned = {k[1] for k in tru if k[0] == "finetune_acc"}  # probe for a fixed encoder
+    tru.update({("transfer_acc", *k[1:]): v for k, v in list(tru.items()) if k[0] == "finetune_acc"
+                or (k[0] == "logreg_acc" and k[2] in fixed and k[1] in tuned)})
 views, worst = json.load(open(f"{d}/views.json"))["model_selection"], 0.0
 for e, by_truth in views.items():
     for t, v in by_truth.items():

@@ -54,7 +54,7 @@ from .._internal.serialize import atomic_write_text, csv_text
 from ..exceptions import TaskrelInputError
 from .suite import REFERENCE_TARGET
 
-__all__ = ["TRUTH_SOURCES", "CELLS_COLUMNS", "TRUTH_COLUMNS", "TARGETS_COLUMNS",
+__all__ = ["TRUTH_SOURCES", "TRANSFER_TRUTH", "CELLS_COLUMNS", "TRUTH_COLUMNS", "TARGETS_COLUMNS",
            "RECOMPUTE_SCRIPT", "cells_table", "truth_table",
            "targets_table", "export_tables", "suite_classes", "cluster_resample",
            "compute_views", "write_views", "views_markdown", "views_figure"]
@@ -71,7 +71,14 @@ TRUTH_SOURCES: dict[str, tuple[str, str | None, bool]] = {
     "logreg_acc": ("logreg", None, True),
     "finetune_acc": ("finetune", None, True),
 }
-_ACCURACY_TRUTHS = ("tau_probe_acc", "logreg_acc", "finetune_acc")
+#: A truth derived in :func:`compute_views`, not a column of ``truth.csv``: the best
+#: end-to-end accuracy each encoder allows on the targets that have fine-tuning:
+#: ``finetune_acc`` for an encoder the suite fine-tunes, ``logreg_acc`` for a fixed
+#: encoder (one with no ``finetune_acc`` row anywhere, e.g. TF-IDF + SVD: only its head
+#: trains). Present only when the zoo has both kinds, so that model selection against
+#: fine-tuning has every encoder of the zoo and not only the trainable ones.
+TRANSFER_TRUTH = "transfer_acc"
+_ACCURACY_TRUTHS = ("tau_probe_acc", "logreg_acc", "finetune_acc", TRANSFER_TRUTH)
 _MIN_ENCODERS = 3   # view (i): encoders per target
 _MIN_TARGETS = 3    # view (ii): targets per encoder
 _CI = (2.5, 97.5)
@@ -459,6 +466,9 @@ def compute_views(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[st
     tru = _means([{**r, "fraction": 1.0} for r in truth], "truth",
                  {t: 1.0 if TRUTH_SOURCES.get(t, ("", None, True))[2] else -1.0
                   for t in {r["truth"] for r in truth}})
+    transfer = _transfer(tru)
+    if transfer:
+        tru[(TRANSFER_TRUTH, 1.0)] = transfer
     encs = sorted({p[0] for d in (*est.values(), *tru.values()) for p in d})
     tgts = sorted({p[1] for d in (*est.values(), *tru.values()) for p in d})
     truths = [t for t in TRUTH_SOURCES if (t, 1.0) in tru] + sorted(
@@ -482,6 +492,21 @@ def compute_views(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[st
                                             ("weighted_tau", "regret"))
                 for (name, fr), vals in sorted(est.items()) if name == e}
     return views
+
+
+def _transfer(tru: Mapping[tuple[Any, ...], Mapping[tuple[str, str], float]]
+              ) -> dict[tuple[str, str], float] | None:
+    """:data:`TRANSFER_TRUTH` from the seed means of the other truths, or None when the
+    zoo has no fixed encoder (it would repeat ``finetune_acc``) or no fine-tuning."""
+    ft, lr = tru.get(("finetune_acc", 1.0)), tru.get(("logreg_acc", 1.0))
+    if not ft or not lr:
+        return None
+    fixed = {e for e, _ in lr} - {e for e, _ in ft}
+    if not fixed:
+        return None
+    tuned_targets = {t for _, t in ft}
+    return {**ft, **{(e, t): v for (e, t), v in lr.items()
+                     if e in fixed and t in tuned_targets}}
 
 
 def _normalized(T: np.ndarray, tgts: Sequence[str], K: Mapping[str, int]) -> np.ndarray:
@@ -589,7 +614,12 @@ def views_markdown(views: Mapping[str, Any]) -> list[str]:
           f"{meta['seeds']} per (encoder, target) and oriented so that higher is better "
           f"(a positive value agrees with the truth). 95% percentile CIs from "
           f"{meta['n_boot']} bootstrap resamples. The reference task's own truths "
-          "(target `reference`) are in `truth.csv` and in no view.", "",
+          "(target `reference`) are in `truth.csv` and in no view."
+          + (f" `{TRANSFER_TRUTH}` is derived, not a column of `truth.csv`: on the targets "
+             "with fine-tuning, `finetune_acc` for the encoders the suite fine-tunes and "
+             "`logreg_acc` for the fixed ones (never fine-tuned: only their head trains), "
+             "so that model selection against fine-tuning sees the whole zoo."
+             if TRANSFER_TRUTH in truths else ""), "",
           *_winners(views, truths), "",
           "### (i) Model selection per target across the zoo", "",
           "Weighted Kendall tau (`scipy.stats.weightedtau` with its defaults), mean over "
@@ -678,6 +708,11 @@ def seed_means(name, key):  # {(name, target, encoder): mean over seeds}, higher
             acc[(r[key], r["target"], r["encoder"])].append(sign * float(r["value"]))
     return {k: np.mean(v) for k, v in acc.items()}
 est, tru = seed_means("cells", "estimator"), seed_means("truth", "truth")
+fixed = {k[2] for k in tru if k[0] == "logreg_acc"} - {k[2] for k in tru if k[0] == "finetune_acc"}
+if fixed and any(k[0] == "finetune_acc" for k in tru):  # transfer_acc: fine-tuned, or the
+    tuned = {k[1] for k in tru if k[0] == "finetune_acc"}  # probe for a fixed encoder
+    tru.update({("transfer_acc", *k[1:]): v for k, v in list(tru.items()) if k[0] == "finetune_acc"
+                or (k[0] == "logreg_acc" and k[2] in fixed and k[1] in tuned)})
 views, worst = json.load(open(f"{d}/views.json"))["model_selection"], 0.0
 for e, by_truth in views.items():
     for t, v in by_truth.items():
