@@ -232,13 +232,22 @@ def _reference_truth_section(rows: Sequence[Mapping[str, Any]], d: Path,
 def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
                           summary: dict[str, Any]) -> list[str]:
     """Is the ground truth healthy and converged? (:mod:`.truth_checks`)."""
-    from .truth_checks import learning_curves_png, reference_floor, sanity_rule, winners
+    from .truth_checks import (
+        IMAGENET_ENCODERS,
+        learning_curves_png,
+        reference_floor,
+        sanity_rule,
+        winners,
+    )
 
     if not any(r["estimator"] in ("logreg", "finetune") for r in rows):
         return []
     floor, rule, win = reference_floor(rows), sanity_rule(rows), winners(rows)
+    others = sorted({r["encoder"] for r in rows if r["estimator"] == "finetune"}
+                    - set(IMAGENET_ENCODERS))
+    rest = sanity_rule(rows, imagenet=others)
     summary["truth_checks"] = {"reference_floor": floor, "sanity_rule": rule,
-                               "winners": win}
+                               "sanity_rule_other_encoders": rest, "winners": win}
     md = ["## Ground-truth checks", "",
           f"- Reference floor (tuned logistic probe >= {floor['floor']:.2f} on the "
           f"reference for every ImageNet encoder): "
@@ -250,6 +259,11 @@ def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
           + (f" ({rule['share']:.0%}; required {rule['required_share']:.0%}: "
              f"{'holds' if rule['holds'] else 'FAILS'})." if rule["share"] is not None
              else "."),
+          *([f"- The same rule on the other fine-tuned encoders ({', '.join(others)}; "
+             f"not required): {rest['ok']} of {rest['cells']} cells ({rest['share']:.0%})"
+             + (": exceptions " + ", ".join(
+                 f"{x['encoder']} {x['target']} {x['gap']:+.3f}" for x in rest["exceptions"])
+                if rest["exceptions"] else "") + "."] if rest["cells"] else []),
           f"- Best encoder by fine-tuned accuracy: {win['distinct']} distinct winners over "
           f"{win['targets']} targets fine-tuned for all {win['encoders']} encoders: "
           + (", ".join(f"{t}: {e}" for t, e in win["best"].items()) or "none yet") + "."
