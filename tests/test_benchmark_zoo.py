@@ -206,6 +206,7 @@ def _row(enc, tgt, est, v, seed=0):
 
 def test_truth_checks_by_hand(tmp_path):
     from taskrel.experiments.truth_checks import (
+        head_fallbacks,
         learning_curves_png,
         reference_floor,
         sanity_rule,
@@ -246,6 +247,20 @@ def test_truth_checks_by_hand(tmp_path):
     rows.append({**_row("smallcnn", "t1", "finetune", 0.7), "extra": {"recipe": rec}})
     assert learning_curves_png(rows, tmp_path / "c.png") == 1
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    # Kept epoch 0: a fallback to the LP-FT head; diverged when every rate's training
+    # loss rose above 10x max(its epoch-0 loss, 0.1): here 0.1 -> 3.0 (30x) and
+    # 0.1 -> 0.5 (5x), so not diverged (min over rates 5x); 0.1 -> 2.0 and -> 4.0: yes.
+    def fall(curves):
+        rec = {"best_epoch": 0, "curves": {lr: [{"epoch": i, "train_loss": v}
+                                                for i, v in enumerate(c)]
+                                           for lr, c in curves.items()}}
+        return {**_row("minilm", "t1", "finetune", 0.6), "extra": {"recipe": rec}}
+    assert head_fallbacks(rows) == []                   # smallcnn kept epoch 2
+    got = head_fallbacks([fall({"a": [0.01, 3.0], "b": [0.02, 0.5]})])
+    assert got == [{"encoder": "minilm", "target": "t1", "max_loss_ratio": 5.0,
+                    "diverged": False}]
+    got = head_fallbacks([fall({"a": [0.01, 2.0, 1.0], "b": [0.05, 4.0]})])
+    assert got[0]["diverged"] is True and got[0]["max_loss_ratio"] == 20.0
 
 
 # --------------------------------------------------------------------------- report-only

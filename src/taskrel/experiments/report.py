@@ -234,6 +234,7 @@ def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
     """Is the ground truth healthy and converged? (:mod:`.truth_checks`)."""
     from .truth_checks import (
         IMAGENET_ENCODERS,
+        head_fallbacks,
         learning_curves_png,
         reference_floor,
         sanity_rule,
@@ -246,8 +247,10 @@ def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
     others = sorted({r["encoder"] for r in rows if r["estimator"] == "finetune"}
                     - set(IMAGENET_ENCODERS))
     rest = sanity_rule(rows, imagenet=others)
+    falls = head_fallbacks(rows)
     summary["truth_checks"] = {"reference_floor": floor, "sanity_rule": rule,
-                               "sanity_rule_other_encoders": rest, "winners": win}
+                               "sanity_rule_other_encoders": rest, "winners": win,
+                               "head_fallbacks": falls}
     md = ["## Ground-truth checks", "",
           f"- Reference floor (tuned logistic probe >= {floor['floor']:.2f} on the "
           f"reference for every ImageNet encoder): "
@@ -273,6 +276,16 @@ def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
           ""]
     if rule["exceptions"]:
         md += ["Exceptions to the sanity rule:", "", md_table(rule["exceptions"]), ""]
+    n_ft = len({(r["encoder"], r["target"]) for r in rows if r["estimator"] == "finetune"})
+    if falls:
+        div = [f for f in falls if f["diverged"]]
+        md += [f"**Fine-tuning that never beat its LP-FT head:** {len(falls)} of {n_ft} "
+               "cells kept epoch 0 (no epoch at any rate beat the logistic head on "
+               "validation), so their `finetune_acc` is the head on frozen features; in "
+               f"{len(div)} of them training diverged at every rate (training loss > 10x "
+               "its epoch-0 value): "
+               + (", ".join(f"{f['encoder']} {f['target']}" for f in div) or "none") + ".",
+               ""]
     n = learning_curves_png(rows, d / "learning_curves.png")
     if n:
         md += [f"Learning curves of the {n} fine-tuning cells (validation accuracy per "

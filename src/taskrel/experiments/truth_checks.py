@@ -5,6 +5,8 @@
 - :func:`sanity_rule`: fine-tuned accuracy >= logistic-probe accuracy - ``margin``
   in at least ``share`` of the ImageNet-encoder cells (a fine-tuned model that loses to
   a linear probe is a bug of the benchmark, not a finding); the exceptions are listed;
+- :func:`head_fallbacks`: fine-tuning cells that never beat their LP-FT head on
+  validation (kept epoch 0), and among them those whose training diverged;
 - :func:`winners`: by fine-tuned accuracy, which encoder is best for each target (a
   zoo whose best member never changes cannot test model selection);
 - :func:`learning_curves_png`: the validation-accuracy curves of every fine-tuning
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["IMAGENET_ENCODERS", "truth_table", "reference_floor", "sanity_rule", "winners",
-           "learning_curves_png"]
+           "head_fallbacks", "learning_curves_png"]
 
 #: Encoders whose weights come from ImageNet (the floor and the sanity rule apply).
 IMAGENET_ENCODERS = ("effnet_lite0", "effnet_lite1", "effnet_lite2",
@@ -77,6 +79,34 @@ def sanity_rule(rows: Sequence[Mapping[str, Any]], *, margin: float = 0.02,
     frac = ok / len(pairs) if pairs else None
     return {"margin": margin, "required_share": share, "cells": len(pairs), "ok": ok,
             "share": frac, "holds": frac is not None and frac >= share, "exceptions": exc}
+
+
+def head_fallbacks(rows: Sequence[Mapping[str, Any]], *, blowup: float = 10.0
+                   ) -> list[dict[str, Any]]:
+    """Fine-tuning cells (seed 0 or the lowest) whose kept epoch is 0: no epoch of any
+    learning rate beat the LP-FT head on validation, so the reported accuracy is that of
+    the logistic head on frozen features, not of a fine-tuned encoder. ``diverged``: the
+    training loss after epoch 0 rose above ``blowup`` x max(epoch-0 loss, 0.1) at every
+    rate tried (the encoder's updates wrecked the features), the benchmark's signature of
+    a recipe that does not suit the encoder."""
+    cells: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r.get("seed", 0), reverse=True):
+        rec = (r.get("extra") or {}).get("recipe") or {}
+        if r["estimator"] == "finetune" and rec.get("curves"):
+            cells[(r["encoder"], r["target"])] = rec
+    out = []
+    for (enc, tgt), rec in sorted(cells.items()):
+        if rec.get("best_epoch") != 0:
+            continue
+        peaks = []
+        for pts in rec["curves"].values():
+            base = max(float(pts[0].get("train_loss") or 0.0), 0.1)
+            later = [float(p["train_loss"]) for p in pts[1:] if p.get("train_loss") is not None]
+            peaks.append(max(later) / base if later else 0.0)
+        out.append({"encoder": enc, "target": tgt,
+                    "max_loss_ratio": round(min(peaks), 1) if peaks else None,
+                    "diverged": bool(peaks) and min(peaks) > blowup})
+    return out
 
 
 def winners(rows: Sequence[Mapping[str, Any]], truth: str = "finetune") -> dict[str, Any]:
