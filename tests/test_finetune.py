@@ -123,3 +123,24 @@ def test_linear_probe_cell_wraps_linear_probe(digits_images):
                              device="cpu")["extra"]["tau"] == 0.02
     with pytest.raises(TaskrelInputError, match="`tau`"):
         linear_probe_cell(F, ytr, Fte, yte, tau="huge")
+
+
+def test_probe_head_sd_floor_zeroes_near_constant_features():
+    # Feature 0 separates the classes; feature 1 barely varies (sd 1e-7 of feature 0's,
+    # the all-MiniLM-L6-v2 case) and is perfectly aligned with the labels, so the
+    # standardized probe leans on it and its raw weight is ~1/sd. With the floor it is
+    # treated as constant: weight exactly 0, and the head still separates the classes.
+    from taskrel.features.finetune import _probe_head
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    X = np.stack([y + 0.3 * rng.normal(size=100), 1.0 + 1e-7 * (y - 0.5),
+                  rng.normal(size=100)], axis=1).astype(np.float64)
+    enc = torch.nn.Identity().double()
+    pre = lambda b: torch.as_tensor(b)  # noqa: E731
+    W0, _ = _probe_head(enc, pre, X, y, 2, torch.device("cpu"), 64)
+    W1, b1 = _probe_head(enc, pre, X, y, 2, torch.device("cpu"), 64, sd_floor=1e-3)
+    assert abs(float(W0[1, 1])) > 1e5          # the unfloored head: weight ~ 1 / sd
+    assert float(W1[0, 1]) == 0.0 and float(W1[1, 1]) == 0.0
+    pred = (torch.as_tensor(X, dtype=torch.float32) @ W1.T + b1).argmax(1).numpy()
+    assert (pred == y).mean() > 0.9

@@ -441,10 +441,12 @@ def _epoch(enc: nn.Module, head: nn.Module, opt: torch.optim.Optimizer,
 
 
 def _probe_head(module: nn.Module, pre: Any, x: Any, y: np.ndarray, K: int,
-                dev: torch.device, eval_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                dev: torch.device, eval_batch_size: int, sd_floor: float | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """LP-FT's head (Kumar et al., ICLR 2022): L2 logistic regression (C=1) on the
     frozen encoder's standardized training features, folded back into a linear layer
-    on the raw features: ``W / sd`` and ``b - W @ (mean / sd)``."""
+    on the raw features: ``W / sd`` and ``b - W @ (mean / sd)``. Features with sd below
+    ``sd_floor`` x the median sd (given) or exactly constant get weight 0."""
     from sklearn.linear_model import LogisticRegression
 
     enc = copy.deepcopy(module).to(dev).eval()
@@ -454,7 +456,12 @@ def _probe_head(module: nn.Module, pre: Any, x: Any, y: np.ndarray, K: int,
                       .to(dev)).double().cpu().numpy()
             for s in range(0, len(y), eval_batch_size)])
     mu, sd = F.mean(0), F.std(0)
-    sd[sd < 1e-12] = 1.0
+    const = sd < 1e-12
+    if sd_floor is not None and (~const).any():
+        tiny = ~const & (sd < sd_floor * np.median(sd[~const]))
+        F[:, tiny] = mu[tiny]  # standardized to exactly 0: the head learns no weight
+        const |= tiny
+    sd[const] = 1.0
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lbfgs ConvergenceWarning
         m = LogisticRegression(C=1.0, max_iter=1000).fit((F - mu) / sd, y)
@@ -575,6 +582,7 @@ def finetune_selected(
     augment: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None,
     probe_init: bool = True,
     batchnorm: str = "frozen",
+    probe_sd_floor: float | None = None,
     seed: int = 0,
     device: str = "auto",
     eval_batch_size: int = 256,
@@ -605,6 +613,15 @@ def finetune_selected(
     their mean magnitude and wake up the 20 % of channels that are zero in eval mode, so
     the probe-initialised head's loss jumps from 0.004 to ~300 in the first epoch and
     no rate recovers (every run stayed at its epoch-0 probe).
+
+    ``probe_sd_floor`` (LP-FT only): a feature whose standard deviation over the
+    training rows is below ``probe_sd_floor`` x the median one is treated as constant
+    by the head (weight 0). Without it only exactly constant features are. The head is
+    fitted on standardized features and folded back as ``W / sd``, so a feature that
+    barely varies gets a weight of order ``1 / sd``: all-MiniLM-L6-v2's sentence
+    embeddings have a dimension with sd 1.2e-7 x the median, its head rows reach norm
+    2e6 (3-layer MiniLM: 42), and the first update of the encoder moves that dimension
+    enough to send the training loss from 0.003 to 18-458 at every rate.
 
     ``recipe["converged"]`` is False when step 3 stopped at ``max_epochs`` before a
     plateau (the ground truth is then reported, but flagged).
@@ -642,10 +659,12 @@ def finetune_selected(
            "eval_batch_size": int(eval_batch_size),
            "warmup_steps": math.ceil(len(itr) / bs), "head_init": None,
            "batchnorm": batchnorm}
+    if probe_sd_floor is not None:
+        probe_sd_floor = check_positive(probe_sd_floor, "probe_sd_floor")
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         if probe_init:
             cfg["head_init"] = _probe_head(module, pre, data[0], data[1], K, dev,
-                                           int(eval_batch_size))
+                                           int(eval_batch_size), probe_sd_floor)
         runs, best_lr, st = _search_then_train(module, pre, data, K, lrs, search_epochs,
                                                max_epochs, patience, cfg, dev)
         converged = st["since_best"] >= patience
@@ -660,7 +679,8 @@ def finetune_selected(
         else "PyTorch default",
         "head_lr": best_lr * cfg["head_lr_mult"], "weight_decay": cfg["weight_decay"],
         "schedule": "linear warm-up over the first epoch, then constant",
-        "batchnorm": batchnorm, "search_epochs": int(search_epochs),
+        "batchnorm": batchnorm, "probe_sd_floor": probe_sd_floor,
+        "search_epochs": int(search_epochs),
         "max_epochs": int(max_epochs), "patience": int(patience), "min_delta": float(min_delta),
         "epochs": len(st["curve"]) - 1, "best_epoch": int(best_epoch),
         "converged": bool(converged), "val_accuracy": float(st["best_acc"]),
