@@ -200,3 +200,36 @@ def test_run_digests_ignore_which_number_suite_cells_report(monkeypatch):
                          "encoders": ["a"], "estimators": ["task_relatedness"],
                          "options": {"feature_dim": 16}})
     assert features_digest(cfg2, c) != f0  # a feature option reaches every run
+
+
+def _ablation_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_same_cells_restricts_the_grid_variants_to_a_partial_runs_cells():
+    # A run on 2 of 4 cells (the paper recipe) is compared with the default and the
+    # baselines on exactly those 2 cells; other variants and cells are not copied.
+    m = _ablation_script()
+    grid = [("a", "t1"), ("a", "t2"), ("b", "t1"), ("b", "t2")]
+    rows = [{"encoder": e, "target": t, "estimator": name, "value": 1.0}
+            for e, t in grid for name in ("reference_loss@tau=auto", "bound@tau=paper",
+                                          "baseline:sfda")]
+    rows += [{"encoder": e, "target": t, "estimator": "bound@recipe=paper", "value": 2.0}
+             for e, t in (("a", "t1"), ("b", "t2"))]
+    out = m.same_cells(rows, "recipe=paper")
+    assert sorted((r["encoder"], r["target"], r["estimator"]) for r in out) == [
+        ("a", "t1", "baseline:sfda~recipe=paper cells"),
+        ("a", "t1", "reference_loss@tau=auto~recipe=paper cells"),
+        ("b", "t2", "baseline:sfda~recipe=paper cells"),
+        ("b", "t2", "reference_loss@tau=auto~recipe=paper cells")]
+    # The copies never count as baselines when the best baseline is picked.
+    assert m._is_baseline("baseline:sfda")
+    assert not m._is_baseline("baseline:sfda~recipe=paper cells")
+    assert not m._is_baseline("baseline:task_relatedness")

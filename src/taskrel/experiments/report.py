@@ -613,9 +613,14 @@ def _deviations(config: Any) -> list[str]:
     out.append(f"- Small budgets to fit 2 CPU cores: at most {o.get('max_reference')} "
                f"reference, {o.get('max_target')} target training and {o.get('max_test')} "
                f"target test rows; fine-tuning recipe {ft}.")
-    if "image_size" in ft:
-        out.append(f"- Images are encoded at {ft['image_size']} px (the paper uses the "
-                   "encoders' native sizes).")
+    sizes = o.get("image_sizes") or {}
+    if sizes or "image_size" in ft:
+        per = ", ".join(f"{k} {v} px" for k, v in sorted(sizes.items()))
+        rest = (f"; every other image encoder at {ft['image_size']} px"
+                if "image_size" in ft else "")
+        out.append(f"- Images are encoded at {per or 'the default size'}{rest} "
+                   "(derived `<base>_on_<data>` encoders inherit their base's; the paper "
+                   "uses the encoders' native sizes).")
     if config.quick:
         out.append(f"- Quick run: encoders {list(config.encoders)}, targets "
                    f"{[t.name for t in config.targets]}, fractions "
