@@ -109,6 +109,9 @@ def test_finetune_selected_bad_inputs():
         finetune_selected(_mlp(), None, X, y, X, y, max_epochs=0)
     with pytest.raises(TaskrelInputError, match="`y_train`"):
         finetune_selected(_mlp(), None, X[:4], np.array([0, 1, 2, 2]), X, y)
+    with pytest.raises(TaskrelInputError,
+                       match=r"`probe_sd_floor` must be a number > 0; got -1"):
+        finetune_selected(_mlp(), None, X, y, X, y, probe_sd_floor=-1)
 
 
 def test_shift_augment_moves_pixels_within_bounds():

@@ -527,9 +527,11 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
 
 
 def _check_selected(lrs: Any, y: np.ndarray, val_fraction: float, batchnorm: str,
-                    **counts: int) -> tuple[tuple[float, ...], str]:
-    """:func:`finetune_selected`'s own arguments: the sorted rates and the batch-norm
-    mode; ``counts`` must be positive integers; every class needs 2 training rows."""
+                    probe_sd_floor: float | None, **counts: int
+                    ) -> tuple[tuple[float, ...], str, float | None]:
+    """:func:`finetune_selected`'s own arguments: the sorted rates, the batch-norm mode
+    and the probe's sd floor; ``counts`` must be positive integers; every class needs 2
+    training rows."""
     rates = tuple(sorted(check_positive(v, "lrs") for v in (lrs or ())))
     if not rates:
         raise TaskrelInputError(f"`lrs` must hold at least one learning rate; got {lrs!r}")
@@ -541,7 +543,9 @@ def _check_selected(lrs: Any, y: np.ndarray, val_fraction: float, batchnorm: str
     if np.bincount(y).min() < 2:
         raise TaskrelInputError("`y_train` needs at least 2 rows per class (one for the "
                                 f"validation split); got {np.bincount(y).tolist()}")
-    return rates, batchnorm
+    if probe_sd_floor is not None:
+        probe_sd_floor = check_positive(probe_sd_floor, "probe_sd_floor")
+    return rates, batchnorm, probe_sd_floor
 
 
 def _search_then_train(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int,
@@ -642,10 +646,9 @@ def finetune_selected(
     t0 = time.perf_counter()
     pre, classes, y, yte = _check_data(module, preprocess, x_train, y_train, x_test,
                                        y_test)
-    lrs, batchnorm = _check_selected(lrs, y, val_fraction, batchnorm,
-                                     search_epochs=search_epochs,
-                                     max_epochs=max_epochs, patience=patience,
-                                     batch_size=batch_size)
+    lrs, batchnorm, probe_sd_floor = _check_selected(
+        lrs, y, val_fraction, batchnorm, probe_sd_floor, search_epochs=search_epochs,
+        max_epochs=max_epochs, patience=patience, batch_size=batch_size)
     dev = resolve_device(device)
     K = int(classes.size)
     n_val = max(int(round(val_fraction * y.size)), K)
@@ -659,8 +662,6 @@ def finetune_selected(
            "eval_batch_size": int(eval_batch_size),
            "warmup_steps": math.ceil(len(itr) / bs), "head_init": None,
            "batchnorm": batchnorm}
-    if probe_sd_floor is not None:
-        probe_sd_floor = check_positive(probe_sd_floor, "probe_sd_floor")
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         if probe_init:
             cfg["head_init"] = _probe_head(module, pre, data[0], data[1], K, dev,
