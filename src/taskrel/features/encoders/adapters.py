@@ -13,10 +13,22 @@ how to point the adapter at local weights.
   (``$TORCH_HOME/hub/checkpoints``);
 - ``open_clip:ARCH/TAG``: TAG (or ``weights=``) a local checkpoint file, or
   ``download=True``.
+
+Cache identity: local weights enter :meth:`~taskrel.encoders.Encoder.cache_key` by
+their content (:func:`weights_digest`: SHA-256 of a file, or of the weight, config and
+tokenizer files of a folder), never by their path, so features cached from one
+checkpoint are not read back for another saved under the same name. A randomly
+initialised model (``pretrained=False``) is built under ``seed`` (default 0), on a
+forked torch RNG (the caller's global RNG is left as it was), and the seed is part of
+the key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +39,114 @@ from .base import Encoder
 from .image import IMAGENET_MEAN, IMAGENET_STD, TorchImageEncoder
 from .text import HFTextEncoder, SentenceTransformerEncoder
 
-__all__ = ["timm_encoder", "torchvision_encoder", "open_clip_encoder", "hf_encoder"]
+__all__ = ["timm_encoder", "torchvision_encoder", "open_clip_encoder", "hf_encoder",
+           "weights_digest"]
+
+#: Bytes read at a time while hashing a weights file.
+_CHUNK = 1 << 24
+#: Files of a model folder that determine its outputs: weights, configs, tokenizers.
+_FOLDER_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt",
+                    ".model")
+#: SHA-256 of the files hashed so far in this process, by (path, size, mtime_ns).
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(p: Path) -> str:
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(_CHUNK), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def _folder_files(root: Path) -> list[Path]:
+    """The weight, config and tokenizer files under ``root`` (hidden entries, such as
+    the ``.cache`` folder of a Hugging Face download, left out), sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [Path(dirpath) / f for f in filenames
+                if not f.startswith(".") and f.endswith(_FOLDER_SUFFIXES)]
+    return sorted(out, key=lambda q: q.relative_to(root).as_posix())
+
+
+def weights_digest(path: str | os.PathLike[str]) -> str:
+    """Content identity of local weights: ``"sha256:<hex>"``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A weights file, or a model folder (a Hugging Face or sentence-transformers
+        folder): then its ``*.safetensors``, ``*.bin``, ``*.pt``, ``*.pth``,
+        ``*.ckpt``, ``*.json``, ``*.txt`` and ``*.model`` files (subfolders included,
+        hidden entries left out) are hashed with their relative paths.
+
+    Returns
+    -------
+    str
+        The SHA-256 of the file's bytes, or of the folder's (relative path, file
+        SHA-256) list.
+
+    Notes
+    -----
+    Every byte is read (in 16 MiB blocks), once per process and file version: the
+    digest is cached by (resolved path, size, modification time), so a file rewritten
+    in place gets a new digest while an unchanged one is not read again.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = Path(d) / "w.bin"
+    ...     _ = p.write_bytes(b"abc")
+    ...     weights_digest(p)[:15]
+    'sha256:ba7816bf'
+    """
+    p = Path(path)
+    if p.is_file():
+        return f"sha256:{_file_sha256(p)}"
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in _folder_files(p):
+            h.update(f"{f.relative_to(p).as_posix()}\0{_file_sha256(f)}\n".encode())
+        return f"sha256:{h.hexdigest()}"
+    raise TaskrelInputError(f"`path` must be an existing weights file or model folder; "
+                            f"got {str(path)!r}")
+
+
+def _hub_revision(repo_id: str, cache_dir: str | os.PathLike[str] | None = None
+                  ) -> str | None:
+    """The commit of ``repo_id``'s snapshot in the Hugging Face cache (the one
+    ``from_pretrained`` reads: the ``main`` ref), or None when it cannot be told. A
+    snapshot's files are fixed by its commit, so the commit identifies the weights."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        got = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
+    except (ImportError, ValueError):  # no huggingface_hub, or not a repo id
+        return None
+    return Path(got).parent.name if isinstance(got, str) else None
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TaskrelInputError(f"`seed` must be an int >= 0; got {seed!r}")
+    return seed
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run the body with torch's CPU RNG seeded by ``seed``, then put the caller's RNG
+    state back (models are built on the CPU; no CUDA generator is touched)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 def _offline(prefix: str, name: str, how: str) -> TaskrelInputError:
@@ -39,21 +158,29 @@ def _offline(prefix: str, name: str, how: str) -> TaskrelInputError:
 
 def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
                  image_size: int | None = None, weights: str | None = None,
-                 download: bool = False) -> Encoder:
+                 download: bool = False, seed: int = 0) -> Encoder:
     """``timm:NAME``: a timm model's pre-logits features and its linear classifier.
 
-    Pretrained weights come from ``weights`` (a local checkpoint file) or, with
-    ``download=True``, from timm's sources (the Hugging Face cache first)."""
+    Pretrained weights come from ``weights`` (a local checkpoint file, keyed by its
+    content) or, with ``download=True``, from timm's sources (the Hugging Face cache
+    first). ``pretrained=False`` builds the model randomly initialised under
+    ``seed``."""
     timm = require("timm", "pip install timm")
+    seed = _check_seed(seed)
     kw: dict[str, Any] = {}
+    key: dict[str, Any] = {"timm": package_version("timm"), "pretrained": pretrained}
     if pretrained and weights is not None:
         if not Path(weights).is_file():
             raise TaskrelInputError(f"timm:{name}: `weights` {weights!r} is not a file")
         kw["pretrained_cfg_overlay"] = {"file": str(weights)}
+        key["weights_digest"] = weights_digest(weights)
     elif pretrained and not download:
         raise _offline("timm", name, "pass weights=/path/to/checkpoint "
                        "(--encoder-options '{\"weights\": \"...\"}')")
-    net = timm.create_model(name, pretrained=pretrained, **kw)
+    if not pretrained:
+        key["seed"] = seed
+    with _seeded(seed):
+        net = timm.create_model(name, pretrained=pretrained, **kw)
     cfg = timm.data.resolve_data_config({}, model=net)
     size = int(image_size or cfg["input_size"][-1])
     feats = _TimmFeatures(net)
@@ -65,8 +192,7 @@ def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
     return TorchImageEncoder(f"timm:{name}", feats, head, dim=int(net.num_features),
                              image_size=size, mean=cfg["mean"], std=cfg["std"],
                              device=device, center_crop=float(cfg.get("crop_pct", 1.0)),
-                             key={"timm": package_version("timm"),
-                                  "pretrained": pretrained, "weights": weights})
+                             key=key)
 
 
 def _TimmFeatures(net: Any) -> Any:  # noqa: N802 - builds a module
@@ -84,39 +210,43 @@ def _TimmFeatures(net: Any) -> Any:  # noqa: N802 - builds a module
 
 
 def _torchvision_net(tv: Any, name: str, pretrained: bool, weights: str | None,
-                     download: bool) -> Any:
+                     download: bool, seed: int) -> tuple[Any, dict[str, Any]]:
     """The model, its weights from ``weights``, torch's hub cache or (``download``) the
-    network; never the network otherwise."""
+    network (never the network otherwise), and what identifies those weights."""
     import torch
 
     if not pretrained:
-        return tv.models.get_model(name, weights=None)
+        with _seeded(seed):
+            return tv.models.get_model(name, weights=None), {"seed": seed}
     if weights is not None:
         if not Path(weights).is_file():
             raise TaskrelInputError(
                 f"torchvision:{name}: `weights` {weights!r} is not a file")
         net = tv.models.get_model(name, weights=None)
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return net
+        return net, {"weights_digest": weights_digest(weights)}
     url = tv.models.get_model_weights(name).DEFAULT.url
     cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if not cached.is_file() and not download:
         raise _offline("torchvision", name, f"put the weights file at {cached} or pass "
                        "weights=/path/to/state_dict.pth")
-    return tv.models.get_model(name, weights="DEFAULT")
+    # torchvision checks the file against the hash prefix in its name.
+    return tv.models.get_model(name, weights="DEFAULT"), {"weights": cached.name}
 
 
 def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
                         image_size: int | None = None, weights: str | None = None,
-                        download: bool = False) -> Encoder:
+                        download: bool = False, seed: int = 0) -> Encoder:
     """``torchvision:NAME``: the model with its last ``nn.Linear`` split off as the head.
 
-    Pretrained weights come from ``weights`` (a local state-dict file), torch's hub
-    cache, or, with ``download=True``, the network."""
+    Pretrained weights come from ``weights`` (a local state-dict file, keyed by its
+    content), torch's hub cache, or, with ``download=True``, the network.
+    ``pretrained=False`` builds the model randomly initialised under ``seed``."""
     import torch.nn as nn
 
     tv = require("torchvision", "pip install torchvision")
-    net = _torchvision_net(tv, name, pretrained, weights, download)
+    net, wkey = _torchvision_net(tv, name, pretrained, weights, download,
+                                 _check_seed(seed))
     mean, std, size, crop = IMAGENET_MEAN, IMAGENET_STD, 224, 224 / 256
     if pretrained:
         t = tv.models.get_model_weights(name).DEFAULT.transforms()
@@ -137,26 +267,38 @@ def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "au
                              image_size=int(image_size or size), mean=mean, std=std,
                              device=device, center_crop=crop,
                              key={"torchvision": package_version("torchvision"),
-                                  "pretrained": pretrained, "weights": weights})
+                                  "pretrained": pretrained, **wkey})
 
 
 def open_clip_encoder(name: str, *, pretrained: str | bool = True,
                       device: str = "auto", image_size: int | None = None,
-                      weights: str | None = None, download: bool = False) -> Encoder:
+                      weights: str | None = None, download: bool = False,
+                      seed: int = 0) -> Encoder:
     """``open_clip:ARCH[/TAG]``: the image tower of an OpenCLIP model (no head).
 
-    TAG (or ``weights``) may be a local checkpoint file; a named tag needs
-    ``download=True`` (open_clip fetches it, or reads its cache)."""
+    TAG (or ``weights``) may be a local checkpoint file (keyed by its content); a named
+    tag needs ``download=True`` (open_clip fetches it, or reads its cache).
+    ``pretrained=False`` builds the model randomly initialised under ``seed``."""
     import torch.nn as nn
 
     oc = require("open_clip", "pip install open_clip_torch")
+    seed = _check_seed(seed)
     arch, _, tag = name.partition("/")
     tag_arg = (tag or "openai") if pretrained is True else (pretrained or None)
     if weights is not None:
         tag_arg = weights
-    if tag_arg and not Path(str(tag_arg)).is_file() and not download:
+    local = bool(tag_arg) and Path(str(tag_arg)).is_file()
+    if tag_arg and not local and not download:
         raise _offline("open_clip", name, "pass ARCH/PATH or weights=/path/to/checkpoint")
-    model, _, pre = oc.create_model_and_transforms(arch, pretrained=tag_arg)
+    key: dict[str, Any] = {"open_clip": package_version("open_clip_torch")}
+    if local:
+        key.update(pretrained="file", weights_digest=weights_digest(str(tag_arg)))
+    else:
+        key["pretrained"] = str(tag_arg)
+    if not tag_arg:
+        key["seed"] = seed
+    with _seeded(seed):
+        model, _, pre = oc.create_model_and_transforms(arch, pretrained=tag_arg)
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple)
                else model.visual.image_size)
     mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
@@ -173,27 +315,32 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
     dim = int(model.visual.output_dim)
     return TorchImageEncoder(f"open_clip:{name}", Visual(model), None, dim=dim,
                              image_size=int(image_size or size), mean=mean, std=std,
-                             device=device,
-                             key={"open_clip": package_version("open_clip_torch"),
-                                  "pretrained": str(tag_arg)})
+                             device=device, key=key)
 
 
 
 def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
-               pretrained: bool = True, download: bool = False) -> Encoder:
+               pretrained: bool = True, download: bool = False,
+               seed: int = 0) -> Encoder:
     """``hf:NAME``: a sentence-transformers folder (one with ``modules.json``), else a
     transformers model with masked mean pooling (:class:`HFTextEncoder`), read from a
-    local folder or the Hugging Face cache (``download=True`` allows the network)."""
+    local folder or the Hugging Face cache (``download=True`` allows the network).
+
+    A local folder is keyed by the content of its weight, config and tokenizer files
+    (:func:`weights_digest`), a cached model by its Hub commit. ``pretrained=False``
+    (transformers models) builds the model from its config, randomly initialised under
+    ``seed``."""
     from ..._internal.devices import resolve_device
 
+    seed = _check_seed(seed)
     dev = resolve_device(device)
     p = Path(name)
     if (p / "modules.json").is_file():
         st = require("sentence_transformers", "pip install sentence-transformers")
         model = st.SentenceTransformer(name, device=str(dev))
         return SentenceTransformerEncoder(f"hf:{name}", model, {
-            "sentence-transformers": package_version("sentence-transformers")},
-            max_seq_length=max_seq_length)
+            "sentence-transformers": package_version("sentence-transformers"),
+            "weights_digest": weights_digest(p)}, max_seq_length=max_seq_length)
     tr = require("transformers", "pip install transformers")
     local = {} if download else {"local_files_only": True}
     try:
@@ -201,13 +348,21 @@ def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
         if pretrained:
             model = tr.AutoModel.from_pretrained(name, **local)
         else:
-            model = tr.AutoModel.from_config(tr.AutoConfig.from_pretrained(name, **local))
+            config = tr.AutoConfig.from_pretrained(name, **local)
+            with _seeded(seed):
+                model = tr.AutoModel.from_config(config)
     except (OSError, ValueError) as exc:
         if download:
             raise TaskrelInputError(f"hf:{name}: {str(exc).splitlines()[0]}") from None
         raise _offline("hf", name, "pass a local folder (hf:/path/to/model), or load it "
                        "once with internet so it is in the Hugging Face cache "
                        "(then HF_HUB_OFFLINE=1 keeps it offline)") from None
-    return HFTextEncoder(f"hf:{name}", tok, model.to(dev), dev,
-                         {"transformers": package_version("transformers"),
-                          "pretrained": pretrained}, max_seq_length)
+    key: dict[str, Any] = {"transformers": package_version("transformers"),
+                           "pretrained": pretrained}
+    if p.is_dir():
+        key["weights_digest"] = weights_digest(p)
+    else:
+        key["revision"] = _hub_revision(name)
+    if not pretrained:
+        key["seed"] = seed
+    return HFTextEncoder(f"hf:{name}", tok, model.to(dev), dev, key, max_seq_length)
