@@ -163,10 +163,11 @@ def run_digest(spec: RunSpec, suite_cell_digest: str) -> str:
 def _union_rows(n_train: int, limit: int | None, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the union dataset's train split that no target cell reads (the target
-    cells read :func:`limited_rows` of it), split in half: (train rows, test rows)."""
-    from .._internal.sampling import limited_rows
+    cells read the legacy :func:`permutation_rows` of it, as ``inputs.unit_task``), split
+    in half: (train rows, test rows)."""
+    from .._internal.sampling import permutation_rows
 
-    used = set(limited_rows(n_train, limit).tolist())
+    used = set(permutation_rows(n_train, limit).tolist())
     free = np.array([i for i in range(n_train) if i not in used], dtype=np.int64)
     if free.size < 4:
         raise TaskrelInputError(
@@ -195,7 +196,7 @@ def reference_task(config: Any, spec: RunSpec, encoder: str, union: str | None
     tspec = config.target(union)
     full = extract_task(suite_encoder(config, encoder), suite_dataset(tspec),
                         split="train", limit=None, progress=False,
-                        device=suite_device(config))
+                        device=suite_device(config), limit_rule="permutation")
     F, y = np.asarray(full.features, np.float64), np.asarray(full.labels)
     tr, te = _union_rows(y.size, config.options.get("max_target", None))
     _, yu = np.unique(y, return_inverse=True)

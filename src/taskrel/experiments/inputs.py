@@ -283,8 +283,10 @@ def unit_task(config: ExperimentConfig, unit: tuple[str, str, str]) -> Any:
         key = "max_reference" if name == REFERENCE_TARGET and split == "train" else \
             "max_target" if split == "train" else "max_test"
         limit = config.options.get(key, None)
+    # The legacy row cap, by name: the committed stores were computed on these rows.
     return extract_task(suite_encoder(config, enc), suite_dataset(spec), split=split,
-                        limit=limit, progress=False, device=suite_device(config))
+                        limit=limit, progress=False, device=suite_device(config),
+                        limit_rule="permutation")
 
 
 # Projected tasks of recent (encoder, target) pairs, so that the hundreds of cells of one
@@ -380,12 +382,13 @@ def _project(task: Any, mean: np.ndarray, comps: np.ndarray) -> Any:
 def raw_rows(ds: Any, max_train: int | None, max_test: int | None
              ) -> tuple[Any, np.ndarray, Any, np.ndarray]:
     """``(x_train, y_train, x_test, y_test)`` of a dataset, capped to the same rows
-    as its extracted features (:func:`taskrel._internal.sampling.limited_rows`).
+    as its extracted features (the legacy permutation rule,
+    :func:`taskrel._internal.sampling.permutation_rows`, as :func:`unit_task`).
     Inputs stay arrays (images) or lists (texts)."""
-    from .._internal.sampling import limited_rows
+    from .._internal.sampling import permutation_rows
 
-    tr = limited_rows(len(ds.y_train), max_train)
-    te = limited_rows(len(ds.y_test), max_test)
+    tr = permutation_rows(len(ds.y_train), max_train)
+    te = permutation_rows(len(ds.y_test), max_test)
     return (_take(ds.x_train, tr), np.asarray(ds.y_train)[tr], _take(ds.x_test, te),
             np.asarray(ds.y_test)[te])
 

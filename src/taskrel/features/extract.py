@@ -37,14 +37,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._internal.oom import with_oom_fallback
-from .._internal.sampling import LIMIT_SEED, limited_rows
+from .._internal.sampling import LIMIT_RULES, describe_limit_rule, limited_rows
 from .._internal.versions import package_versions
 from ..exceptions import TaskrelInputError
 from ..io import Task, atomic_write_json, atomic_write_text, save_task
 from .datasets import Dataset, dataset_fingerprint, load_dataset
 from .encoders import Encoder, load_encoder
 
-__all__ = ["extract_task", "default_cache_dir", "CHUNK_ROWS"]
+__all__ = ["extract_task", "selected_rows", "default_cache_dir", "CHUNK_ROWS"]
 
 #: Rows per cache chunk (a killed run loses at most one chunk of work).
 CHUNK_ROWS = 1024
@@ -178,7 +178,8 @@ def _check_finite_output(enc: Encoder, ds: Dataset, split: str, chunk: int,
 
 def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
                    cache_root: Path | None, with_probs: bool, progress: bool,
-                   batch_size: int | None, chunk_rows: int
+                   batch_size: int | None, chunk_rows: int,
+                   limit_rule: str = "permutation"
                    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None,
                               dict[str, Any]]:
     from tqdm.auto import tqdm
@@ -188,6 +189,8 @@ def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
            "fingerprint": dataset_fingerprint(ds), "split": split,
            "rows": hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest()[:16],
            "n_rows": int(len(idx)), "chunk_rows": chunk_rows, "with_probs": with_probs}
+    if limit_rule != "permutation":  # the legacy rule's key stays as it was
+        key["limit_rule"] = limit_rule
     cache = _ChunkCache(cache_root, key)
     feats, probs = [], []
     hits = 0
@@ -222,7 +225,8 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
                  cache_dir: str | os.PathLike[str] | None | bool = None,
                  device: str = "auto", progress: bool = True,
                  with_source_probs: bool = True, batch_size: int | None = None,
-                 chunk_rows: int = CHUNK_ROWS) -> Task:
+                 chunk_rows: int = CHUNK_ROWS, limit_rule: str = "stratified",
+                 fit: bool = True) -> Task:
     """Encode a dataset's split(s) into a task (features, labels, source probabilities).
 
     Parameters
@@ -234,8 +238,8 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
     split : {'both', 'train', 'test'}
         With ``'test'`` the test split goes into ``features`` / ``labels``.
     limit : int, optional
-        Encode at most ``limit`` rows per split: the first ``limit`` rows of a fixed
-        permutation (seed ``LIMIT_SEED``), kept in the dataset's order.
+        Encode at most ``limit`` rows per split, picked by ``limit_rule`` and kept in
+        the dataset's order.
     out : path, optional
         Write the task file (atomically).
     cache_dir : path, None or False
@@ -250,6 +254,16 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
         Encoder batch size (its default otherwise).
     chunk_rows : int
         Rows per cache chunk.
+    limit_rule : {'stratified', 'permutation'}
+        How ``limit`` rows are picked (:mod:`taskrel._internal.sampling`):
+        ``'stratified'`` keeps every class's share of the split and at least
+        ``min(2, class size)`` rows per class; ``'permutation'`` (the legacy rule, which
+        the committed benchmark stores were computed on) the first ``limit`` rows of a
+        permutation with a fixed seed. Recorded in ``meta["limit_rule"]``.
+    fit : bool
+        Fit an encoder that has a ``fit`` method (``tfidf_svd``) on the train split's
+        selected rows first. False uses it as it is (it must be fitted already, e.g.
+        on another task's rows so that both tasks share its vocabulary and basis).
 
     Returns
     -------
@@ -259,7 +273,7 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
     Notes
     -----
     An encoder with a ``fit`` method (``tfidf_svd``) is fitted on the train split's
-    selected rows and applied unchanged to the test split.
+    selected rows (unless ``fit=False``) and applied unchanged to the test split.
 
     Examples
     --------
@@ -273,26 +287,29 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
             batch_size, (int, np.integer)) or batch_size < 1):
         raise TaskrelInputError(f"`batch_size` must be an int >= 1 or None; got {batch_size!r}")
+    _check_limit_rule(limit_rule)
     ds, enc = _check_extract_args(encoder, dataset, split, limit, chunk_rows, device)
     root = None if cache_dir is False else (
         default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))  # type: ignore[arg-type]
     want_probs = bool(with_source_probs and enc.has_source_head)
     t0 = time.perf_counter()
     splits = ["train", "test"] if split == "both" else [split]
-    idx = {s: limited_rows(len(ds.y_train if s == "train" else ds.y_test), limit)
-           for s in ("train", "test")}
-    fit = getattr(enc, "fit", None)
-    if callable(fit):
-        fit(_take(ds.x_train, idx["train"]))
+    idx = {s: selected_rows(ds, s, limit, limit_rule) for s in ("train", "test")}
+    fit_fn = getattr(enc, "fit", None)
+    if fit and callable(fit_fn):
+        fit_fn(_take(ds.x_train, idx["train"]))
+    elif callable(fit_fn) and getattr(enc, "fitted_on", "") is None:
+        raise TaskrelInputError(f"encoder {enc.name!r} is not fitted; call its fit() "
+                                "first or pass fit=True")
     res: dict[str, Any] = {}
     cache_info: dict[str, Any] = {}
     for s in splits:
         F, P, info = _extract_split(enc, ds, s, idx[s], root, want_probs, progress,
-                                    batch_size, chunk_rows)
+                                    batch_size, chunk_rows, limit_rule)
         y = (ds.y_train if s == "train" else ds.y_test)[idx[s]].astype(np.int64)
         res[s] = (F, y, P)
         cache_info[s] = info
-    meta = _task_meta(enc, ds, split, limit, cache_info, t0)
+    meta = _task_meta(enc, ds, split, limit, cache_info, t0, limit_rule)
     first = res[splits[0]]
     test = res.get("test") if split == "both" else None
     task = Task(
@@ -336,8 +353,24 @@ def _check_extract_args(encoder: Encoder | str, dataset: Dataset | str, split: s
     return ds, enc
 
 
+def selected_rows(ds: Dataset, split: str, limit: int | None,
+                  limit_rule: str = "stratified") -> NDArray[np.intp]:
+    """The rows of ``ds``'s ``split`` (``'train'`` or ``'test'``) that
+    :func:`extract_task` encodes with ``limit`` and ``limit_rule``, increasing."""
+    _check_limit_rule(limit_rule)
+    y = np.asarray(ds.y_train if split == "train" else ds.y_test)
+    return limited_rows(len(y), limit, y if limit_rule == "stratified" else None)
+
+
+def _check_limit_rule(limit_rule: str) -> None:
+    if limit_rule not in LIMIT_RULES:
+        raise TaskrelInputError(
+            f"`limit_rule` must be one of {list(LIMIT_RULES)}; got {limit_rule!r}")
+
+
 def _task_meta(enc: Encoder, ds: Dataset, split: str, limit: int | None,
-               cache_info: dict[str, Any], t0: float) -> dict[str, Any]:
+               cache_info: dict[str, Any], t0: float,
+               limit_rule: str = "permutation") -> dict[str, Any]:
     """The ``meta`` of an extracted task (encoder, dataset, versions, cache, timing)."""
     return {
         "encoder": enc.describe(),
@@ -345,7 +378,7 @@ def _task_meta(enc: Encoder, ds: Dataset, split: str, limit: int | None,
                     "fingerprint": dataset_fingerprint(ds), "source": ds.meta},
         "split": split,
         "limit": None if limit is None else int(limit),
-        "limit_rule": f"first `limit` rows of a permutation with seed {LIMIT_SEED}",
+        "limit_rule": describe_limit_rule(limit_rule),
         "preprocessing": enc.cache_key(),
         "versions": package_versions(("taskrel", "numpy", "torch", "scikit-learn")),
         "cache": cache_info,
