@@ -15,11 +15,12 @@ Cache layout (``cache_dir``, default ``$TASKREL_CACHE_DIR`` or ``~/.cache/taskre
 ``<key>`` is the SHA-256 of everything that determines the features: the encoder's
 ``cache_key()`` (name, weights file digest and version, input size, normalisation,
 options), the dataset fingerprint (a hash of its inputs, labels and class names), the
-split, the selected rows and whether probabilities are stored. Every file is written to
-a temporary name and renamed (atomic); a chunk counts only when its checksum file exists
-and matches, so a killed run leaves at worst a chunk that is recomputed, and a rerun
-resumes from the chunks already done. A corrupted chunk is detected, removed, recomputed
-and reported with a ``UserWarning``.
+split, the selected rows, whether probabilities are stored and the taskrel version (a
+new release re-extracts rather than trust features an older one cached). Every file is
+written to a temporary name and renamed (atomic); a chunk counts only when its checksum
+file exists and matches, so a killed run leaves at worst a chunk that is recomputed, and
+a rerun resumes from the chunks already done. A corrupted chunk is detected, removed,
+recomputed and reported with a ``UserWarning``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from numpy.typing import NDArray
 
 from .._internal.oom import with_oom_fallback
 from .._internal.sampling import LIMIT_RULES, describe_limit_rule, limited_rows
-from .._internal.versions import package_versions
+from .._internal.versions import package_version, package_versions
 from ..exceptions import TaskrelInputError
 from ..io import Task, atomic_write_json, atomic_write_text, save_task
 from .datasets import Dataset, dataset_fingerprint, load_dataset
@@ -185,7 +186,8 @@ def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
     from tqdm.auto import tqdm
 
     x = ds.x_train if split == "train" else ds.x_test
-    key = {"format": CACHE_FORMAT, "encoder": enc.cache_key(), "dataset": ds.name,
+    key = {"format": CACHE_FORMAT, "taskrel": package_version("taskrel"),
+           "encoder": enc.cache_key(), "dataset": ds.name,
            "fingerprint": dataset_fingerprint(ds), "split": split,
            "rows": hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest()[:16],
            "n_rows": int(len(idx)), "chunk_rows": chunk_rows, "with_probs": with_probs}
