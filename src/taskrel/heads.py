@@ -177,8 +177,12 @@ def _train_sgd(Zt: torch.Tensor, yt: torch.Tensor, n_classes: int, *, tau: float
     dev = Zt.device
     gen = generator(seed)
     n, d = Zt.shape
-    torch.manual_seed(seed)
-    lin = torch.nn.Linear(d, n_classes).to(device=dev, dtype=torch.float64)
+    # The official code seeds torch's global RNG before building the layer; a forked
+    # CPU RNG gives the same initial weights and leaves the caller's RNG as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(int(seed))
+        lin = torch.nn.Linear(d, n_classes)
+    lin = lin.to(device=dev, dtype=torch.float64)
     steps = 2001 if max_iter is None else int(max_iter)
     opt = torch.optim.SGD(lin.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
     batch = min(1000, n)
@@ -234,6 +238,9 @@ def train_linear_head(
         exactly. ``"paper"``: the official code's loop — SGD (lr 1e-4, momentum 0.9,
         weight decay 5e-4), minibatches of 1000, fresh uniform random labels each step,
         2001 steps from PyTorch's default initialisation.
+    seed : int
+        Seeds the paper recipe's initial weights and minibatches, on generators of its
+        own: torch's global RNG is left as it was.
     max_iter : int, optional
         L-BFGS iterations (default 500) or SGD steps (default 2001).
 

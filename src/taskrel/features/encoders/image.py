@@ -185,8 +185,8 @@ def effnet_lite_encoder(variant: int, *, pretrained: bool = True,
                    weights_digest=file_digest(path))
         name = f"effnet_lite{variant}"
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+        with torch.random.fork_rng(devices=[]):  # built on the CPU: no CUDA RNG touched
+            torch.random.default_generator.manual_seed(int(seed))
             net = lib.EfficientNet.from_name(arch)
             _reinit(net)
         key.update(weights=f"random init (Kaiming fan-in convs), seed {int(seed)}")

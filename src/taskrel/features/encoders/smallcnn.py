@@ -37,6 +37,8 @@ def train_small_cnn(dataset: Any, *, epochs: int = 3, seed: int = 0,
     cross-entropy on ``dataset``'s train split, then saved (weights, class names, input
     size, normalisation) to ``out``; load it back with ``load_encoder("smallcnn:OUT")``.
     Its 128-d hidden layer gives the features, its head the source probabilities.
+    ``seed`` fixes the initial weights and the batch order (torch's global RNG is left
+    as it was).
 
     Returns
     -------
@@ -54,8 +56,11 @@ def train_small_cnn(dataset: Any, *, epochs: int = 3, seed: int = 0,
         raise TaskrelInputError(f"`epochs` must be an int >= 1; got {epochs!r}")
     dev = resolve_device(device)
     n_classes = len(dataset.class_names)
-    torch.manual_seed(int(seed))
-    feats, head = _small_cnn(n_classes, image_size)
+    # Seeded on a forked CPU RNG (the layers are built on the CPU; training draws no
+    # torch random numbers): the caller's global RNG is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(int(seed))
+        feats, head = _small_cnn(n_classes, image_size)
     enc = TorchImageEncoder("smallcnn", feats, head, dim=128, image_size=image_size,
                             mean=(0.5,) * 3, std=(0.5,) * 3, device=str(dev))
     model = torch.nn.Sequential(feats, head).to(dev).train()
