@@ -146,15 +146,16 @@ def test_unknown_estimator_and_target_fail_before_encoding(tmp_path, cache, caps
     assert not (cache / "features").exists()
 
 
-def test_consensus_ranks_are_oriented_and_ties_stable():
+def test_consensus_ranks_are_oriented_and_ties_average():
     v = {"a": {"x": 1.0, "y": 2.0}, "b": {"x": 1.0, "y": 2.0},
          "c": {"x": 3.0, "y": 1.0}}
-    ranks, cons, order = consensus_ranks(v, ["a", "b", "c"], {"x": True, "y": False},
-                                         ["x", "y"], lead="y")
-    assert ranks["c"] == {"x": 1, "y": 1}
-    assert ranks["a"]["x"] == 2 and ranks["b"]["x"] == 3  # equal values: given order
-    assert cons == {"a": 2.0, "b": 3.0, "c": 1.0}
-    assert order == ["c", "a", "b"]
+    for given in (["a", "b", "c"], ["b", "a", "c"]):
+        ranks, cons, order = consensus_ranks(v, given, {"x": True, "y": False},
+                                             ["x", "y"], lead="y")
+        assert ranks["c"] == {"x": 1, "y": 1}
+        assert ranks["a"]["x"] == ranks["b"]["x"] == 2.5  # equal values: average rank
+        assert cons == {"a": 2.5, "b": 2.5, "c": 1.0}
+        assert order == ["c", "a", "b"]  # a complete tie: by name, not given order
 
 
 def test_explain_names_the_dominant_term_and_w1_extremes():

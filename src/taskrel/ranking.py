@@ -22,11 +22,16 @@ How a ranking is made, stage by stage (each stage is a function of the layers be
    own classifier head, any labelled score with ``labels=False``) is reported with the
    reason, never guessed.
 4. **Ranks**: per estimator, 1 = predicted best, oriented by the score's
-   ``higher_is_better``; equal values keep the order the encoders were given (stable).
-   The consensus is the mean rank over the *voting* estimators: those computed for
-   every encoder, except :data:`EXPLAIN_ONLY` (task-relatedness, shown for its
-   explanation: it trails the benchmark's zoo selection). Equal consensus ranks are
-   broken by :data:`LEAD_ESTIMATOR`'s rank, then by the given order.
+   ``higher_is_better``; equal values share their average rank (two encoders tied
+   first are both #1.5), so the ranking does not depend on the order the encoders are
+   listed in. The consensus is the mean rank over the *voting* estimators: those
+   computed for at least one encoder, except :data:`EXPLAIN_ONLY` (task-relatedness,
+   shown for its explanation: it trails the benchmark's zoo selection); an encoder an
+   estimator failed for is judged on the voters it has (its row's ``votes``). Equal
+   consensus ranks are broken by :data:`LEAD_ESTIMATOR`'s rank, then by encoder name;
+   encoders equal on both share their position (``tied_with``). An encoder whose
+   features or estimators fail gets a row saying why (exception type and first
+   line); the others are still ranked.
 5. **Why**: :func:`explain` turns the numbers into a short sentence by fixed rules.
 
 A rerun with the same inputs is instant: the rows are cached under
@@ -79,7 +84,7 @@ DEFAULT_REFERENCES: dict[str, tuple[str, ...]] = {
     "image": ("fashion_mnist", "digits"),  # digits when Fashion-MNIST is not installed
     "text": ("20newsgroups",),
 }
-_FORMAT = 3
+_FORMAT = 4  # 4: average ranks, failures per encoder, tfidf_svd fitted once
 _TERMS = ("score", "bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
           "distribution_mismatch", "reference_accuracy", "transformed_accuracy",
           "pseudo_label_accuracy", "tau")
@@ -92,12 +97,16 @@ class Ranking:
     Attributes
     ----------
     rows : tuple of dict
-        One per encoder, best first: ``encoder``, ``position``, ``consensus_rank``,
-        ``values`` / ``ranks`` (per estimator; None where not computed),
-        ``not_computed`` (estimator -> reason), ``warnings`` (what the estimators
-        warned, one line each), ``terms`` (task-relatedness: bound,
-        reweighted_reference_loss, label_mismatch, lipschitz, distribution_mismatch,
-        lipschitz_x_w1, reference_accuracy, ...) and ``why``.
+        One per encoder, best first: ``encoder``, ``position`` (shared by encoders in
+        a complete tie), ``tied_with`` (those encoders), ``consensus_rank`` (mean of
+        its voters' ranks; None when none ranks it), ``votes`` (how many voters rank
+        it), ``values`` / ``ranks`` (per estimator; average ranks, floats; None where
+        not computed), ``not_computed`` (estimator -> reason), ``error`` (only when
+        its features could not be extracted: exception type and first line),
+        ``warnings`` (what the estimators warned, one line each), ``terms``
+        (task-relatedness: bound, reweighted_reference_loss, label_mismatch,
+        lipschitz, distribution_mismatch, lipschitz_x_w1, reference_accuracy, ...)
+        and ``why``.
     estimators : tuple of str
         In the order given.
     voters : tuple of str
@@ -127,7 +136,8 @@ class Ranking:
 
     @property
     def best(self) -> str:
-        """The encoder ranked first."""
+        """The encoder ranked first (the first by name when several tie: see the
+        row's ``tied_with``)."""
         return str(self.rows[0]["encoder"])
 
     def legend(self) -> list[str]:
@@ -136,10 +146,12 @@ class Ranking:
                                                   " (shown, does not vote)")
                  for e in self.estimators]
         lines += [
-            "rank: 1 = predicted best by that estimator; equal values keep the given "
-            "encoder order",
-            f"consensus: mean rank over {', '.join(self.voters) or '-'}; ties broken by "
-            f"{LEAD_ESTIMATOR} (best on average over both benchmarks), then the given order",
+            "rank: 1 = predicted best by that estimator; equal values share their "
+            "average rank (two tied first are both #1.5)",
+            f"consensus: mean rank over {', '.join(self.voters) or '-'} (those computed "
+            f"for the encoder: (k/n) when fewer); ties broken by {LEAD_ESTIMATOR} (best "
+            "on average over both benchmarks), then by name; =k: tied on both, sharing "
+            "place k",
             "task_relatedness: its score, the reweighted reference loss (ref.loss), lower = "
             "better; bound = ref.loss + labels + L x W1: its upper bound on the "
             "target loss (nats), lower = more related",
@@ -343,54 +355,80 @@ def _check_int(name: str, v: Any, low: int) -> int:
 def consensus_ranks(values: dict[str, dict[str, float | None]], encoders: Sequence[str],
                     higher_is_better: dict[str, bool], voters: Sequence[str],
                     lead: str | None = LEAD_ESTIMATOR
-                    ) -> tuple[dict[str, dict[str, int | None]], dict[str, float], list[str]]:
+                    ) -> tuple[dict[str, dict[str, float | None]], dict[str, float],
+                               list[str]]:
     """Per-estimator ranks, the consensus (mean voter rank) and the final order.
+
+    Ranks are average ranks (:func:`scipy.stats.rankdata`, ``method="average"``):
+    encoders with equal values share the mean of the places they span (two tied for
+    first are both 1.5), so no rank depends on the order the encoders are listed in.
+    The order is by consensus, then by ``lead``'s rank, then by encoder name (a fixed
+    rule for complete ties; :func:`rank` marks such rows ``tied_with`` each other).
 
     Parameters
     ----------
     values : dict
         ``values[encoder][estimator]``, None where not computed.
     encoders : sequence of str
-        The given order (breaks every remaining tie: stable).
+        The encoders (their order changes nothing).
     higher_is_better : dict
         Direction per estimator.
     voters : sequence of str
-        Estimators the consensus averages (each must have a value for every encoder).
+        Estimators the consensus averages. One not computed for an encoder ranks the
+        encoders it was computed for, and the consensus of that encoder is the mean
+        over the voters that rank it (NaN when none does).
     lead : str, optional
         The estimator whose rank breaks consensus ties.
 
     Returns
     -------
-    ranks, consensus, order
+    ranks : dict
+        ``ranks[encoder][estimator]``: 1.0 = best, None where not computed.
+    consensus : dict
+        Encoder -> mean voter rank (NaN without any).
+    order : list of str
+        Best first.
 
     Examples
     --------
-    >>> v = {"a": {"x": 1.0, "y": 5.0}, "b": {"x": 2.0, "y": 4.0}}
-    >>> r, c, order = consensus_ranks(v, ["a", "b"], {"x": True, "y": False}, ["x", "y"])
+    >>> v = {"a": {"x": 1.0, "y": 5.0}, "b": {"x": 2.0, "y": 4.0},
+    ...      "c": {"x": 2.0, "y": 6.0}}
+    >>> r, c, order = consensus_ranks(v, ["a", "b", "c"], {"x": True, "y": False},
+    ...                               ["x", "y"])
     >>> r["b"], c["b"], order
-    ({'x': 1, 'y': 1}, 1.0, ['b', 'a'])
+    ({'x': 1.5, 'y': 1.0}, 1.25, ['b', 'c', 'a'])
     """
-    ests = {e for enc in encoders for e in values[enc]}
-    ranks: dict[str, dict[str, int | None]] = {enc: {} for enc in encoders}
-    for est in sorted(ests):
-        have = [enc for enc in encoders if values[enc].get(est) is not None]
+    from scipy.stats import rankdata
+
+    ests = sorted({e for enc in encoders for e in values[enc]})
+    ranks: dict[str, dict[str, float | None]] = {enc: {} for enc in encoders}
+    for est in ests:
+        have = sorted(enc for enc in encoders if values[enc].get(est) is not None)
         sign = -1.0 if higher_is_better[est] else 1.0
-        ordered = sorted(have, key=lambda enc: sign * float(values[enc][est]))  # stable
-        for i, enc in enumerate(ordered):
-            ranks[enc][est] = i + 1
+        got = rankdata([sign * float(values[enc][est]) for enc in have],  # type: ignore[arg-type]
+                       method="average") if have else []
         for enc in encoders:
-            ranks[enc].setdefault(est, None)
-    cons = {enc: float(np.mean([ranks[enc][v] for v in voters])) if voters else
-            float("nan") for enc in encoders}
-    pos = {enc: i for i, enc in enumerate(encoders)}
-    big = len(encoders) + 1
+            ranks[enc][est] = None
+        for enc, r in zip(have, got):
+            ranks[enc][est] = float(r)
+    cons: dict[str, float] = {}
+    for enc in encoders:
+        mine = [ranks[enc][v] for v in voters if ranks[enc].get(v) is not None]
+        cons[enc] = float(np.mean(mine)) if mine else float("nan")
+    return ranks, cons, sorted(encoders, key=lambda e: _order_key(e, ranks, cons, lead))
 
-    def key(enc: str) -> tuple[float, int, int]:
-        lr = ranks[enc].get(lead) if lead else None
-        c = cons[enc] if not math.isnan(cons[enc]) else big
-        return (c, lr if lr is not None else big, pos[enc])
 
-    return ranks, cons, sorted(encoders, key=key)
+def _order_key(enc: str, ranks: dict[str, dict[str, float | None]],
+               cons: dict[str, float], lead: str | None) -> tuple[float, float, str]:
+    """(consensus, lead rank, name); the first two equal = a complete tie."""
+    lr = ranks[enc].get(lead) if lead else None
+    c = cons[enc]
+    return (math.inf if math.isnan(c) else c, math.inf if lr is None else lr, enc)
+
+
+def format_rank(r: float | None) -> str:
+    """``1``, ``1.5`` or ``-`` (an average rank, shortest form)."""
+    return "-" if r is None else f"{r:g}"
 
 
 def explain(row: dict[str, Any], rows: Sequence[dict[str, Any]], *,
@@ -399,7 +437,12 @@ def explain(row: dict[str, Any], rows: Sequence[dict[str, Any]], *,
 
     Rules, in order (each adds a clause when it fires):
 
-    1. agreement: "all N estimators rank it k-th", else "estimators rank it a-b";
+    0. a row whose features could not be extracted: "not ranked: feature extraction
+       failed (<exception type>: <first line>)", and nothing else;
+    1. agreement: "all N estimators rank it #k", else "estimators rank it #a-#b"
+       (average ranks: #1.5 for two tied first); "k of N estimators rank it ... (x not
+       computed)" when some voters could not be computed for it;
+    1b. a complete tie (same consensus and lead rank): "tied with B";
     2. the reference head (trained on the encoder's reference features): "reference
        head near chance (acc x)" when below twice chance, "best reference-head accuracy"
        when the highest among several encoders;
@@ -409,11 +452,24 @@ def explain(row: dict[str, Any], rows: Sequence[dict[str, Any]], *,
        bound;
     5. the dominant term of the bound (its largest of the three terms and its share).
     """
+    if row.get("error"):
+        return f"not ranked: feature extraction failed ({row['error']})"
     parts: list[str] = []
-    rk = [row["ranks"][v] for v in voters]
+    have = [v for v in voters if row["ranks"].get(v) is not None]
+    rk = [row["ranks"][v] for v in have]
     if rk:
-        parts.append(f"all {len(rk)} estimators rank it #{rk[0]}" if len(set(rk)) == 1
-                     else f"estimators rank it #{min(rk)}-#{max(rk)}")
+        span = f"#{format_rank(rk[0])}" if len(set(rk)) == 1 else \
+            f"#{format_rank(min(rk))}-#{format_rank(max(rk))}"
+        if len(have) < len(voters):
+            missing = ", ".join(v for v in voters if v not in have)
+            parts.append(f"{len(have)} of {len(voters)} estimators rank it {span} "
+                         f"({missing} not computed)")
+        else:
+            parts.append(f"all {len(rk)} estimators rank it {span}" if len(set(rk)) == 1
+                         else f"estimators rank it {span}")
+    if row.get("tied_with"):
+        parts.append(f"tied with {', '.join(row['tied_with'])} (same consensus and "
+                     f"{LEAD_ESTIMATOR} rank)")
     t = row.get("terms") or {}
     others = [r["terms"] for r in rows if r.get("terms")]
     if t:
@@ -489,9 +545,20 @@ def _score_values(enc: Any, ref: Any, tgt: Any, estimators: Sequence[str],
         else:
             try:
                 vals[est] = compute_score(est, tgt, source=ref, device=device)
-            except (TaskrelInputError, np.linalg.LinAlgError) as exc:
-                why[est] = str(exc).splitlines()[0][:200]
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported in this encoder's row
+                why[est] = _reason(exc)
     return vals, why
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a failure: an input error's own message, else the exception's
+    type and the first line of its message."""
+    first = (str(exc).splitlines() or [""])[0]
+    if isinstance(exc, TaskrelInputError):
+        return first[:200]
+    return (f"{type(exc).__name__}: {first}" if first else type(exc).__name__)[:200]
 
 
 def _relatedness(ref: Any, tgt: Any, labels: bool, seed: int, device: str
@@ -519,9 +586,17 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
 
     dev, lab = opts["device"], opts["labels"]
     want = any({"source_probs", "source_labels"} & set(get_score(e).inputs) for e in est)
-    ref = _features(enc, ref_ds, opts["max_reference"], cache, dev, progress, False)
-    tgt = _features(enc, tgt_ds, opts["max_target"], cache, dev, progress, want)
-    ref, tgt = _project(ref, tgt, opts["feature_dim"])
+    try:
+        ref = _features(enc, ref_ds, opts["max_reference"], cache, dev, progress, False)
+        tgt = _features(enc, tgt_ds, opts["max_target"], cache, dev, progress, want)
+        ref, tgt = _project(ref, tgt, opts["feature_dim"])
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - this encoder's row says why
+        return {"encoder": enc.name, "values": {e: None for e in est},
+                "not_computed": {e: "feature extraction failed" for e in est},
+                "terms": {}, "warnings": [], "error": _reason(exc), "feature_dim": None,
+                "has_source_head": bool(enc.has_source_head)}
     terms: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -530,8 +605,10 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
             try:
                 terms = _relatedness(ref, tgt, lab, opts["seed"], dev)
                 vals["task_relatedness"] = terms["score"]
-            except TaskrelInputError as exc:
-                why["task_relatedness"] = str(exc).splitlines()[0][:200]
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported in this encoder's row
+                why["task_relatedness"] = _reason(exc)
     said = [f"{w.category.__name__}: {str(w.message).splitlines()[0][:240]}"
             for w in caught]
     return {"encoder": enc.name, "values": vals, "not_computed": why, "terms": terms,
@@ -557,21 +634,65 @@ def _describe(ds: Any, rows: int) -> dict[str, Any]:
 
 def _assemble(raw: list[dict[str, Any]], est: tuple[str, ...], k_r: int
               ) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...], list[str]]:
+    """The rows, best first, the voters and the notes, from the encoders' raw rows.
+
+    The voters are the estimators computed for at least two encoders (a vote
+    compares encoders), except :data:`EXPLAIN_ONLY` (which votes only when nothing
+    else could be computed). An estimator that failed for some encoders still ranks
+    the others (its ranks span 1..m over the m encoders it has), and the consensus of
+    an encoder it failed for is the mean over the voters it has; the row's ``votes``
+    says how many.
+
+    Why not rank the failed encoders last for that estimator instead: a failure is
+    about the estimator's numerics on those features (a singular covariance, a NaN in
+    a solver, a class too small for it), not evidence that the encoder transfers
+    worse; ranking it last would turn a numerical accident into a vote against it,
+    and would let one fragile estimator sink an encoder the others rank first. The
+    cost is that such an encoder is judged on fewer votes, which its row and ``why``
+    say ("2 of 3 estimators rank it ...").
+
+    Encoders whose features could not be extracted (``error`` in their row) have no
+    rank and come last. Encoders with the same consensus and :data:`LEAD_ESTIMATOR`
+    rank are a complete tie: ordered by name, they share the ``position`` (the
+    place of the first of them) and list each other in ``tied_with``.
+    """
     from .scores import get_score
 
     names = [r["encoder"] for r in raw]
+    by = {r["encoder"]: r for r in raw}
     values = {r["encoder"]: r["values"] for r in raw}
     hib = {e: bool(get_score(e).higher_is_better) for e in est}
-    complete = [e for e in est if all(values[n][e] is not None for n in names)]
-    voters = [e for e in complete if e not in EXPLAIN_ONLY] or complete
-    notes = [f"{e} does not vote: not computed for " + ", ".join(
-        n for n in names if values[n][e] is None) for e in est if e not in complete]
+    # A vote compares encoders: an estimator computed for one encoder of several
+    # would rank it #1 of 1, so it needs two (one, when one encoder has features).
+    need = min(2, sum(not by[n].get("error") for n in names))
+    computed = [e for e in est
+                if need and sum(values[n][e] is not None for n in names) >= need]
+    voters = [e for e in computed if e not in EXPLAIN_ONLY] or computed
+    notes = [f"{n} is not ranked: feature extraction failed ({by[n]['error']})"
+             for n in names if by[n].get("error")]
+    for e in est:
+        miss = [n for n in names if values[n][e] is None and not by[n].get("error")]
+        if e not in computed:
+            done = [n for n in names if values[n][e] is not None]
+            notes.append(f"{e} does not vote: computed for {', '.join(done) or 'no encoder'}"
+                         + (" only" if done else ""))
+        elif miss and e in voters:
+            notes.append(f"{e} not computed for {', '.join(miss)}: it ranks the other "
+                         "encoders, and their consensus averages the estimators they have")
+        elif miss:
+            notes.append(f"{e} not computed for {', '.join(miss)}")
     ranks, cons, order = consensus_ranks(values, names, hib, voters)
-    by = {r["encoder"]: r for r in raw}
+    tie = {n: _order_key(n, ranks, cons, LEAD_ESTIMATOR)[:2] for n in names}
     rows = []
     for i, n in enumerate(order):
-        rows.append({**by[n], "position": i + 1, "consensus_rank": cons[n],
-                     "ranks": ranks[n]})
+        ranked = not math.isnan(cons[n])
+        rows.append({
+            **by[n], "position": 1 + sum(tie[m] < tie[n] for m in names) if ranked
+            else i + 1,
+            "tied_with": sorted(m for m in names if m != n and ranked and tie[m] == tie[n]),
+            "consensus_rank": cons[n] if ranked else None,
+            "votes": sum(ranks[n].get(v) is not None for v in voters),
+            "ranks": ranks[n]})
     for r in rows:
         r["why"] = explain(r, rows, n_reference_classes=k_r, voters=voters)
     return tuple(rows), tuple(voters), notes
@@ -608,7 +729,8 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
     image_size : int or None
         Input size of named image encoders (64 keeps a CPU run short; None: native).
     max_reference, max_target : int
-        Training rows encoded (first rows of a fixed permutation).
+        Training rows encoded, stratified by class (each class keeps its share and
+        at least 2 rows; :func:`taskrel._internal.sampling.stratified_rows`).
     feature_dim : int
         Features are projected on the reference's top ``feature_dim`` principal
         directions (when wider).
@@ -660,8 +782,8 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
     got = _read_cached(path)
     if got is None:
         got = _compute(encs, ref_ds, tgt_ds, est, opts, cache, progress)
-        if path is not None:
-            atomic_write_json(path, got)
+        if path is not None and not any(r.get("error") for r in got["raw"]):
+            atomic_write_json(path, got)  # a failed extraction may pass on a rerun
     rows, voters, notes = _assemble(got["raw"], est, rdesc["classes"])
     from .scores import get_score
 
@@ -689,6 +811,9 @@ def _compute(encs: list[Any], ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
     raw = []
     for enc in tqdm(encs, desc="rank: encoders", unit="encoder", disable=not progress):
         raw.append(_encoder_row(enc, ref_ds, tgt_ds, est, opts, cache, progress))
+    if all(r.get("error") for r in raw):
+        raise TaskrelInputError("every encoder failed: " + "; ".join(
+            f"{r['encoder']}: {r['error']}" for r in raw))
     return {"raw": raw}
 
 
@@ -713,8 +838,8 @@ def plot_ranking(ranking: Ranking, out_dir: str | os.PathLike[str]) -> list[Path
     y = np.arange(len(rows))
     n_est = len(ranking.estimators)
     fig, ax = plt.subplots(figsize=(9.5, 1.4 + 0.8 * len(rows)))
-    ax.barh(y, [r["consensus_rank"] for r in rows][::-1], height=0.8, color="0.85",
-            label="consensus rank")
+    cons = [np.nan if r["consensus_rank"] is None else r["consensus_rank"] for r in rows]
+    ax.barh(y, cons[::-1], height=0.8, color="0.85", label="consensus rank")
     for j, est in enumerate(ranking.estimators):
         rk = [r["ranks"].get(est) for r in rows][::-1]
         pts = [(v, i) for i, v in enumerate(rk) if v is not None]

@@ -10,9 +10,24 @@ __all__ = ["register", "print_ranking"]
 
 
 def _cell(v: Any, r: Any) -> str:
+    """A value and its (average) rank: ``0.91 (#1)``, ``0.5 (#1.5)``."""
     if v is None:
         return "-"
-    return f"{v:.3g} (#{r})" if r is not None else f"{v:.3g}"
+    return f"{v:.3g} (#{r:g})" if r is not None else f"{v:.3g}"
+
+
+def _place(r: dict[str, Any]) -> str:
+    """``2``, or ``=2`` for encoders tied on consensus and lead rank."""
+    return f"={r['position']}" if r.get("tied_with") else str(r["position"])
+
+
+def _consensus(r: dict[str, Any], n_voters: int) -> str:
+    """``1.50``; ``2.00 (1/2)`` when fewer voters rank it; ``-`` when none."""
+    c = r["consensus_rank"]
+    if c is None:
+        return "-"
+    votes = r.get("votes", n_voters)
+    return f"{c:.2f}" + (f" ({votes}/{n_voters})" if votes < n_voters else "")
 
 
 def print_ranking(ranking: Any) -> None:
@@ -22,7 +37,7 @@ def print_ranking(ranking: Any) -> None:
     lines = []
     for r in ranking.rows:
         t = r.get("terms") or {}
-        lines.append([str(r["position"]), r["encoder"], f"{r['consensus_rank']:.2f}"]
+        lines.append([_place(r), r["encoder"], _consensus(r, len(ranking.voters))]
                      + [_cell(r["values"][e], r["ranks"].get(e)) for e in est]
                      + [_cell(t.get(k), None) for k in
                         ("reweighted_reference_loss", "label_mismatch", "lipschitz_x_w1")])
@@ -36,11 +51,14 @@ def print_ranking(ranking: Any) -> None:
                         for i, c in enumerate(line)))
     print("\nwhy:")
     for r in ranking.rows:
-        print(f"  {r['position']}. {r['encoder']}: {r['why']}")
+        print(f"  {_place(r)}. {r['encoder']}: {r['why']}")
     print("\nlegend:")
     for line in ranking.legend():
         print(f"  {line}")
     for r in ranking.rows:
+        if r.get("error"):
+            print(f"  failed: {r['encoder']}: feature extraction: {r['error']}")
+            continue
         for e, why in r["not_computed"].items():
             print(f"  not computed: {e} for {r['encoder']}: {why}")
     for r in ranking.rows:
@@ -97,7 +115,9 @@ def _flat(ranking: Any) -> list[dict[str, Any]]:
     rows = []
     for r in ranking.rows:
         row = {"position": r["position"], "encoder": r["encoder"],
-               "consensus_rank": r["consensus_rank"]}
+               "consensus_rank": r["consensus_rank"], "votes": r.get("votes"),
+               "tied_with": ";".join(r.get("tied_with", [])),
+               "error": r.get("error")}
         for e in ranking.estimators:
             row[e] = r["values"][e]
             row[f"{e}_rank"] = r["ranks"].get(e)
