@@ -14,8 +14,10 @@ How a ranking is made, stage by stage (each stage is a function of the layers be
    a remote model without local weights fails here, in one line).
 2. **Features** of the target's and the reference's training rows through
    :func:`taskrel.features.extract.extract_task` (cached on disk, resumable), capped at
-   ``max_target`` / ``max_reference`` rows, and projected on the reference's top
-   ``feature_dim`` principal directions (the committed benchmark's setting).
+   ``max_target`` / ``max_reference`` rows (stratified by class), and projected on the
+   reference's top ``feature_dim`` principal directions (the committed benchmark's
+   setting). An encoder fitted to its data (``tfidf_svd``) is fitted once, on the
+   target's rows, and encodes both tasks.
 3. **Estimators** on the target's training rows (:func:`taskrel.scores.compute_score`);
    task-relatedness (:func:`taskrel.task_relatedness`) against the reference gives the
    bound and its terms. An estimator that does not apply (LEEP without the encoder's
@@ -505,11 +507,34 @@ def _term_clauses(t: dict[str, Any], others: list[dict[str, Any]], k_r: int) -> 
 # the computation
 # ---------------------------------------------------------------------------------
 def _features(enc: Any, ds: Any, limit: int, cache: Any, device: str, progress: bool,
-              probs: bool) -> Any:
+              probs: bool, fit: bool = True) -> Any:
     from .features.extract import extract_task
 
     return extract_task(enc, ds, split="train", limit=limit, cache_dir=cache,
-                        device=device, progress=progress, with_source_probs=probs)
+                        device=device, progress=progress, with_source_probs=probs,
+                        fit=fit)
+
+
+def _fit_on_target(enc: Any, tgt_ds: Any, limit: int) -> bool:
+    """Fit an encoder that learns from its data (``tfidf_svd``) once, on the target's
+    selected training rows (the task being ranked); return whether it has ``fit``.
+
+    Both tasks are then encoded with this one fit (``extract_task(fit=False)``), so
+    the reference's and the target's features live in one vocabulary and one SVD
+    basis, as task-relatedness, which compares the two feature spaces, needs. Fitted
+    per task, the same text got unrelated vectors in the two. The encoder's
+    ``cache_key`` records what it was fitted on (``fitted_on``), so these features
+    never share a cache entry with a reference encoded by its own fit.
+    """
+    from .features.extract import selected_rows
+
+    fit = getattr(enc, "fit", None)
+    if not callable(fit):
+        return False
+    rows = selected_rows(tgt_ds, "train", limit)
+    x = tgt_ds.x_train
+    fit(x[rows] if isinstance(x, np.ndarray) else [x[i] for i in rows])
+    return True
 
 
 def _project(ref: Any, tgt: Any, k: int) -> tuple[Any, Any]:
@@ -587,8 +612,11 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
     dev, lab = opts["device"], opts["labels"]
     want = any({"source_probs", "source_labels"} & set(get_score(e).inputs) for e in est)
     try:
-        ref = _features(enc, ref_ds, opts["max_reference"], cache, dev, progress, False)
-        tgt = _features(enc, tgt_ds, opts["max_target"], cache, dev, progress, want)
+        fitted = _fit_on_target(enc, tgt_ds, opts["max_target"])
+        ref = _features(enc, ref_ds, opts["max_reference"], cache, dev, progress, False,
+                        fit=not fitted)
+        tgt = _features(enc, tgt_ds, opts["max_target"], cache, dev, progress, want,
+                        fit=not fitted)
         ref, tgt = _project(ref, tgt, opts["feature_dim"])
     except MemoryError:
         raise
