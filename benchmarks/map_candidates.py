@@ -25,7 +25,7 @@ from taskrel.io import load_task
 from taskrel.relatedness import RelatednessConfig
 from taskrel.relatedness.bound import evaluate_held_out, lipschitz
 from taskrel.relatedness.maps import FeatureMap
-from taskrel.relatedness.matching import match_score, prior_matched_D, sparse_B
+from taskrel.relatedness.matching import match_score, matched_label_map
 from taskrel.relatedness.transport import (
     build_groups,
     fit_affine,
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     K_R, K_T, d = yr.max() + 1, yt.max() + 1, Zr.shape[1]
     head = train_linear_head(Zr, yr, K_R, tau=args.tau, recipe="fast", seed=0, device="cpu")
     pi_T = np.bincount(yt, minlength=K_T) / yt.size
-    B = sparse_B(match_score(head, Zt, yt, K_T))[0]
-    D = prior_matched_D(B, pi_T)
+    B, D = matched_label_map(match_score(head, Zt, yt, K_T), pi_T)
     cfg = RelatednessConfig(max_eval_per_class=2000, device="cpu")
     groups = build_groups(yr, yt, B, D, pi_T, max_per_class=500,
                           rng=np.random.default_rng(0))

@@ -41,7 +41,7 @@ def test_bound_is_the_sum_of_its_terms(easy_pair):
     )
     # The certified constant is a global bound, so it dominates the sampled maximum.
     assert r.lipschitz_certified >= r.lipschitz - 1e-12
-    assert float(r) == r.bound
+    assert float(r) == r.bound_certified >= r.bound
 
 
 def test_reference_equals_target_gives_zero_mismatch(global_random_seed):
@@ -261,17 +261,25 @@ def test_more_target_than_reference_classes_with_learned_B(global_random_seed):
 
 
 def test_sparse_B_start_with_more_target_classes_serves_every_class():
+    from taskrel.relatedness.matching import matched_label_map
     from taskrel.relatedness.matching import sparse_B as _sparse_B
 
     # score[k, j]: how well reference class j explains target class k (hand-made).
     score = np.array([[0.0, -5, -5], [-5, 0.0, -5], [-5, -5, 0.0], [-1, -6, -6],
                       [-6, -6, -2]])
     B, sigma = _sparse_B(score)
-    # Classes 0-2 are matched one to one; 3 joins reference 0 and 4 joins reference 2,
-    # and those reference classes split their mass equally.
+    # Classes 0-2 are matched one to one; 3 joins reference 0 and 4 joins reference 2.
     assert sigma.tolist() == [0, 1, 2, 0, 2]
-    np.testing.assert_allclose(B, [[0.5, 0, 0], [0, 1, 0], [0, 0, 0.5], [0.5, 0, 0],
-                                   [0, 0, 0.5]])
+    # The start splits a reference class's mass over its target classes in proportion
+    # to their priors, so B D = pi_T holds exactly (hand derivation: D_0 = 0.1 + 0.3,
+    # D_2 = 0.2 + 0.1, B[0, 0] = 0.1 / 0.4, B[3, 0] = 0.3 / 0.4, ...).
+    pi_T = np.array([0.1, 0.3, 0.2, 0.3, 0.1])
+    B, D = matched_label_map(score, pi_T)
+    np.testing.assert_allclose(D, [0.4, 0.3, 0.3])
+    np.testing.assert_allclose(B, [[0.25, 0, 0], [0, 1, 0], [0, 0, 2 / 3], [0.75, 0, 0],
+                                   [0, 0, 1 / 3]])
+    np.testing.assert_allclose(B @ D, pi_T, atol=1e-15)
+    np.testing.assert_allclose(B.sum(0), 1.0)
 
 
 def test_label_free_run_whose_pseudo_labels_collapse_says_why():

@@ -23,7 +23,7 @@ from taskrel.relatedness.assumptions import check_assumptions
 from taskrel.relatedness.bound import bound_terms, evaluate_held_out, lipschitz
 from taskrel.relatedness.labels import pseudo_label, target_labels
 from taskrel.relatedness.maps import FitProblem
-from taskrel.relatedness.matching import initial_label_map, matched_B, prior_matched_D
+from taskrel.relatedness.matching import initial_label_map, matched_B
 from taskrel.relatedness.reference import class_prior, fit_reference
 from taskrel.relatedness.splits import (
     cap_rows,
@@ -70,7 +70,9 @@ def test_prepare_reference_splits_stratified_and_encodes(digits):
     assert n_cls == 5 and ref.classes.tolist() == [10, 11, 12, 13, 14]
     assert ref.X.shape[0] + ref.X_test.shape[0] == 500
     assert set(np.unique(ref.y)) == set(np.unique(ref.y_test)) == set(range(5))
-    assert ref.X_test.shape[0] == 100  # the seeded 80/20 split
+    # the seeded 80/20 split, per class: round(0.2 n_c) test rows of a class of n_c
+    n_c = np.bincount(ref.y, minlength=5) + np.bincount(ref.y_test, minlength=5)
+    assert np.bincount(ref.y_test).tolist() == np.floor(0.2 * n_c + 0.5).astype(int).tolist()
 
 
 def test_cap_rows_caps_each_class_and_keeps_order(digits):
@@ -163,12 +165,13 @@ def test_matching_recovers_permuted_digit_classes(digits):
     ref, tgt = _prepared(same, cfg)
     fit = fit_reference(ref, cfg)
     Zt, _ = _target_coords(tgt)
-    B = matched_B(fit.head, Zt, tgt.y, 5)
+    pi_T = class_prior(tgt.y, 5)
+    B, D = matched_B(fit.head, Zt, tgt.y, 5, pi_T)
     expected = np.zeros((5, 5))
     expected[perm, np.arange(5)] = 1.0
     np.testing.assert_array_equal(B, expected)
-    D = prior_matched_D(B, class_prior(tgt.y, 5))
-    np.testing.assert_allclose(B @ D, class_prior(tgt.y, 5), atol=1e-12)
+    np.testing.assert_allclose(D, pi_T[perm], atol=1e-15)  # D[sigma(k)] = pi_T(k)
+    np.testing.assert_allclose(B @ D, pi_T, atol=1e-12)
 
 
 # ---- stages 5-7: solvers, bound, assumptions ------------------------------------------------
@@ -183,8 +186,8 @@ def test_every_solver_returns_a_valid_feature_map(recipe, fm_pair):
     lab = target_labels(fit, Zt, Zt_te, tgt.y, tgt.y_test, tgt.classes, None, cfg, rng)
     pi_T = class_prior(lab.y_fit, lab.n_classes)
     p = FitProblem(fit.head, fit.Z, ref.y, Zt, lab.y_fit, fit.prior, pi_T, pi_T, cfg, rng)
-    B0 = initial_label_map(fit, Zt, lab, cfg)
-    fmap = SOLVERS[recipe](p, B0, prior_matched_D(B0, pi_T))
+    B0, D0 = initial_label_map(fit, Zt, lab, pi_T, cfg)
+    fmap = SOLVERS[recipe](p, B0, D0)
     np.testing.assert_allclose(fmap.B.sum(0), 1.0, atol=1e-9)
     np.testing.assert_allclose(fmap.D.sum(), 1.0, atol=1e-9)
     assert fmap.A.shape == (32, 32) and math.isfinite(fmap.score)

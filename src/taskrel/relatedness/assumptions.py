@@ -10,7 +10,8 @@ from numpy.typing import NDArray
 
 from ..exceptions import AssumptionWarning
 
-__all__ = ["check_assumptions", "NEAR_CHANCE", "TAU_SLACK", "MAX_CONDITION"]
+__all__ = ["check_assumptions", "check_prior_matching", "NEAR_CHANCE", "TAU_SLACK",
+           "MAX_CONDITION", "PRIOR_MATCH_TOL"]
 
 #: ``settings["reference_near_chance"]`` (and an AssumptionWarning) when the reference
 #: classifier's test loss exceeds this fraction of log K_R.
@@ -19,6 +20,36 @@ NEAR_CHANCE = 0.9
 TAU_SLACK = 1.25
 #: Condition number of A above which the map counts as nearly singular.
 MAX_CONDITION = 1e8
+#: L1 distance between B D and pi_T above which prior matching counts as violated
+#: (a sparse or matched B meets it to rounding, ~1e-16).
+PRIOR_MATCH_TOL = 1e-6
+
+
+def check_prior_matching(B: NDArray[np.float64], D: NDArray[np.float64],
+                         pi_T: NDArray[np.float64], b_mode: str) -> dict[str, object]:
+    r"""Check the constraint :math:`BD = \pi_T` the bound's derivation needs (the
+    label-constrained W1 is finite only then); warn when it is violated.
+
+    The learned label map (``b_mode="learned"``, the paper's LearnedAll) only penalizes
+    :math:`\lVert\pi_T - BD\rVert^2`, so it may end off the constraint: the
+    reported bound is then that of a transformed reference whose class prior is
+    :math:`BD`, not the target's.
+
+    Returns the record stored as ``settings["prior_matching"]``: the L1 distance,
+    the largest per-class gap and whether the constraint holds.
+    """
+    gap = np.abs(B @ D - pi_T)
+    l1 = float(gap.sum())
+    holds = bool(l1 <= PRIOR_MATCH_TOL)
+    if not holds:
+        warnings.warn(
+            f"prior matching B D = pi_T is violated (L1 distance {l1:.3g}, largest class "
+            f"gap {float(gap.max()):.3g}, b_mode={b_mode!r}): the bound's derivation needs "
+            "equality, so the bound holds for a target with class prior B D, not the "
+            "target's own; see result.prior_mismatch",
+            AssumptionWarning, stacklevel=4,
+        )
+    return {"l1": l1, "max_gap": float(gap.max()), "holds": holds}
 
 
 def check_assumptions(*, tau: float, lipschitz_reference_coords: float,

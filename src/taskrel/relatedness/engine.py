@@ -166,7 +166,9 @@ def task_relatedness(
     Returns
     -------
     RelatednessResult
-        ``float(result)`` is the bound (lower is better).
+        ``float(result)`` is the certified bound ``result.bound_certified`` (lower is
+        better); ``result.bound`` is the same sum with the measured (not certified)
+        Lipschitz constant.
 
     Examples
     --------

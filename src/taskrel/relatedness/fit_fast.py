@@ -64,17 +64,22 @@ def _subgroup(g: Group, ref_mask: NDArray[np.bool_], tgt_mask: NDArray[np.bool_]
     return Group(g.ref_rows[ref_mask], mass / mass.sum(), g.tgt_rows[tgt_mask], g.weight)
 
 
-def _hold_out(groups: list[Group], rng: np.random.Generator
+def _hold_out(groups: list[Group], rng: np.random.Generator, n_ref: int, n_tgt: int
               ) -> tuple[list[Group], list[Group]]:
     """A fifth of every group's rows held out: (fit groups, held-out groups).
 
-    With too few rows in any group to spare, the held-out list comes back shorter than
-    ``groups`` (the caller then scores on the train rows).
+    One uniform key is drawn per reference row and per target row (``n_ref``,
+    ``n_tgt`` rows in all) and a row is held out when its key is below
+    :data:`VALIDATION_FRACTION`: the choice follows the rows, not the order of the
+    classes, so renumbering classes holds out the same rows. With too few rows in any
+    group to spare, the held-out list comes back shorter than ``groups`` (the caller
+    then scores on the train rows).
     """
+    key_r, key_t = rng.random(n_ref), rng.random(n_tgt)
     fit_groups, val_groups = [], []
     for g in groups:
-        rm = rng.random(g.ref_rows.size) < VALIDATION_FRACTION
-        tm = rng.random(g.tgt_rows.size) < VALIDATION_FRACTION
+        rm = key_r[g.ref_rows] < VALIDATION_FRACTION
+        tm = key_t[g.tgt_rows] < VALIDATION_FRACTION
         if rm.sum() < 2 or tm.sum() < 2 or (~rm).sum() < 2 or (~tm).sum() < 2:
             rm = np.zeros(g.ref_rows.size, bool)
             tm = np.zeros(g.tgt_rows.size, bool)
@@ -158,7 +163,7 @@ def fit_fast(
     multi = len(ridges) > 1
     search = _Search(head, Zr, Zt, B, D, multi, couplings, None)
     if multi:
-        fit_groups, val_groups = _hold_out(groups, rng)
+        fit_groups, val_groups = _hold_out(groups, rng, Zr.shape[0], Zt.shape[0])
         if len(val_groups) == len(groups):
             groups, search.val_groups = fit_groups, val_groups
             search.val_rows = np.unique(np.concatenate([g.ref_rows for g in val_groups]))

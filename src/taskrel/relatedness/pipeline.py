@@ -11,7 +11,7 @@ import numpy as np
 
 from ..heads import Standardizer
 from ..result import RelatednessResult
-from .assumptions import check_assumptions
+from .assumptions import check_assumptions, check_prior_matching
 from .bound import (
     BoundTerms,
     HeldOut,
@@ -23,7 +23,7 @@ from .config import RelatednessConfig
 from .fit_paper import PAPER_STEPS
 from .labels import TargetLabels, marginal_alignment, target_labels
 from .maps import FeatureMap, FitProblem
-from .matching import initial_label_map, matched_B, prior_matched_D
+from .matching import initial_label_map, matched_B
 from .reference import ReferenceFit, class_prior
 from .solvers import SOLVERS, merge_record, solver_name
 from .splits import TargetSplit
@@ -50,21 +50,24 @@ def base_settings(cfg: RelatednessConfig, ref: ReferenceFit, tgt: TargetSplit
     return settings
 
 
-def _solve(p: FitProblem, B: np.ndarray, settings: dict[str, Any]) -> FeatureMap:
+def _solve(p: FitProblem, BD: tuple[np.ndarray, np.ndarray], settings: dict[str, Any]
+           ) -> FeatureMap:
     solver = solver_name(p.cfg.recipe, p.cfg.torch_device)
     if solver != p.cfg.recipe:
         settings["solver"] = solver
-    fmap = SOLVERS[solver](p, B, prior_matched_D(B, p.pi_T))
+    fmap = SOLVERS[solver](p, *BD)
     merge_record(settings, fmap.record)
     return fmap
 
 
-def fit_label_map(p: FitProblem, B0: np.ndarray, labelled: bool,
+def fit_label_map(p: FitProblem, BD0: tuple[np.ndarray, np.ndarray], labelled: bool,
                   settings: dict[str, Any]) -> FeatureMap:
-    """Fit the feature map from ``B0``; for labelled sparse fast runs, also search the
-    class matching (after a label-free alignment, then by the transformed classifier)
-    and keep the matching whose fit scores better on the train splits."""
-    sol = _solve(p, B0, settings)
+    """Fit the feature map from the label map and prior ``BD0 = (B0, D0)``; for labelled
+    sparse fast runs, also search the class matching (after a label-free alignment,
+    then by the transformed classifier) and keep the matching whose fit scores better
+    on the train splits."""
+    B0 = BD0[0]
+    sol = _solve(p, BD0, settings)
     rematches = 0
     if labelled and p.cfg.b_mode == "sparse" and p.cfg.recipe in ("fast", "batched"):
         # The head's scores on unaligned target features can mislead the matching
@@ -73,17 +76,17 @@ def fit_label_map(p: FitProblem, B0: np.ndarray, labelled: bool,
         K_T = B0.shape[0]
         A_inv0, b0 = marginal_alignment(p.Zr, p.yr, p.Zt, p.pi_R, ridge=p.cfg.middle_ridge,
                                         tol=p.cfg.tol, rng=p.rng)
-        Ba = matched_B(p.head, p.Zt, p.y_fit, K_T, A_inv0, b0)
+        Ba = matched_B(p.head, p.Zt, p.y_fit, K_T, p.pi_T, A_inv0, b0)
         settings["matching_start"] = "identity"
-        if not np.array_equal(Ba, B0):
+        if not np.array_equal(Ba[0], B0):
             cand = _solve(p, Ba, settings)
             if cand.score < sol.score:
                 sol = cand
                 settings["matching_start"] = "label-free alignment"
         # Re-match classes with the transformed classifier; refit while it changes.
         while rematches < MAX_REMATCHES:
-            Bn = matched_B(p.head, p.Zt, p.y_fit, K_T, sol.A_inv, sol.b)
-            if np.array_equal(Bn, sol.B):
+            Bn = matched_B(p.head, p.Zt, p.y_fit, K_T, p.pi_T, sol.A_inv, sol.b)
+            if np.array_equal(Bn[0], sol.B):
                 break
             rematches += 1
             cand = _solve(p, Bn, settings)
@@ -111,8 +114,8 @@ def relate_target(ref: ReferenceFit, tgt: TargetSplit, cfg: RelatednessConfig, *
     cw = pi_T.copy() if cfg.class_weights == "prior" else np.full(pi_T.size, 1.0 / pi_T.size)
     problem = FitProblem(ref.head, ref.Z, ref.split.y, Zt, labels.y_fit, ref.prior, pi_T,
                          cw, cfg, rng)
-    fmap = fit_label_map(problem, initial_label_map(ref, Zt, labels, cfg), tgt.labelled,
-                         settings)
+    fmap = fit_label_map(problem, initial_label_map(ref, Zt, labels, pi_T, cfg),
+                         tgt.labelled, settings)
     held = evaluate_held_out(ref.head, fmap, ref.Z_test, ref.split.y_test, Zt_te,
                              labels.y_eval, cw, cfg, rng)
     settings["w1"] = held.w1
@@ -126,6 +129,7 @@ def relate_target(ref: ReferenceFit, tgt: TargetSplit, cfg: RelatednessConfig, *
         reference_loss=held.reference_loss, reference_accuracy=held.reference_accuracy,
         n_reference=ref.n_classes, A=fmap.A)
     settings["reference_near_chance"] = near_chance
+    settings["prior_matching"] = check_prior_matching(fmap.B, fmap.D, pi_T, cfg.b_mode)
     return assemble_result(ref, labels, fmap, held, terms, pi_T, cond, transformed,
                            settings, t_start)
 

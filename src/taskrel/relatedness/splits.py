@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.model_selection import train_test_split
 
 from .._internal.validation import (
     check_consistent_length,
@@ -22,6 +21,7 @@ from .._internal.validation import (
 )
 from ..exceptions import TaskrelInputError
 from .config import RelatednessConfig, check_label_map
+from .transport import keyed_subsample
 
 __all__ = ["ReferenceSplit", "TargetSplit", "split_task", "cap_rows", "prepare_reference",
            "prepare_target", "check_task_pair"]
@@ -71,32 +71,46 @@ def split_task(
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Seeded (stratified when labels are given) train/test row indices.
 
-    With labels, every class of two or more rows has at least one row on each side
-    (scikit-learn's stratified split can leave a class of 2-4 rows out of the test
-    side when there are many classes; one row is then moved across).
+    One uniform key is drawn per row; a class of ``n_c`` rows sends its
+    ``round(test_size * n_c)`` rows with the smallest keys to the test side (at least
+    one and at most ``n_c - 1`` when ``n_c >= 2``; a single-row class stays on the train
+    side). Without labels the ``ceil(test_size * n)`` smallest keys are the test side.
+    The split depends on the rows and the class sizes, never on how the classes are
+    numbered, so renumbered classes give the same split.
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    >>> tr, te = split_task(np.zeros((10, 2)), y, seed=0)
+    >>> np.bincount(y[te]).tolist(), np.bincount(y[tr]).tolist()
+    ([1, 1], [4, 4])
     """
-    idx = np.arange(X.shape[0])
-    tr, te = train_test_split(
-        idx, test_size=test_size, random_state=seed, stratify=y, shuffle=True
-    )
-    if y is not None:
-        y = np.asarray(y)
-        on_te = np.zeros(idx.size, dtype=bool)
-        on_te[te] = True
-        for c in np.unique(y):
-            rows = np.flatnonzero(y == c)
-            n_te = int(on_te[rows].sum())
-            if rows.size >= 2 and n_te == 0:
-                on_te[rows[-1]] = True
-            elif rows.size >= 2 and n_te == rows.size:
-                on_te[rows[-1]] = False
-        tr, te = idx[~on_te], idx[on_te]
-    return np.sort(tr), np.sort(te)
+    n = X.shape[0]
+    keys = np.random.default_rng(seed).random(n)
+    on_te = np.zeros(n, dtype=bool)
+    if y is None:
+        on_te[np.argsort(keys, kind="stable")[:int(np.ceil(test_size * n))]] = True
+    else:
+        _, inv = np.unique(np.asarray(y), return_inverse=True)
+        for rows in _rows_by_class(inv):
+            if rows.size < 2:
+                continue
+            m = min(max(int(np.floor(test_size * rows.size + 0.5)), 1), rows.size - 1)
+            on_te[rows[np.argsort(keys[rows], kind="stable")[:m]]] = True
+    idx = np.arange(n)
+    return idx[~on_te], idx[on_te]
+
+
+def _rows_by_class(inv: NDArray[np.intp]) -> list[NDArray[np.intp]]:
+    """Row indices of each encoded class."""
+    order = np.argsort(inv, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(inv))[:-1])
 
 
 def cap_rows(X: Any, y: Any, cap: int | None, rng: np.random.Generator,
              n_classes_unlabelled: int = 1) -> tuple[Any, Any, int]:
-    """At most ``cap`` rows per class of (X, y), sorted, read lazily from X.
+    """At most ``cap`` rows per class of (X, y), sorted, read lazily from X (the rows
+    with the smallest per-row keys, :func:`~.transport.keyed_subsample`).
 
     Inputs that are not well-formed are returned untouched (validation reports them).
     Unlabelled rows (y None) are capped at ``cap * n_classes_unlabelled`` uniformly.
@@ -110,7 +124,7 @@ def cap_rows(X: Any, y: Any, cap: int | None, rng: np.random.Generator,
         limit = cap * n_classes_unlabelled
         if n <= limit:
             return X, y, n_classes_unlabelled
-        keep = np.sort(rng.choice(n, size=limit, replace=False))
+        keep = keyed_subsample(np.arange(n), rng.random(n), limit)
         return X[keep], None, n_classes_unlabelled
     try:
         ya = np.asarray(y)
@@ -121,10 +135,9 @@ def cap_rows(X: Any, y: Any, cap: int | None, rng: np.random.Generator,
         return X, y, n_classes_unlabelled
     if counts.size == 0 or counts.max() <= cap:  # empty: check_features says so next
         return X, y, counts.size
-    keep = np.sort(np.concatenate([
-        rows if rows.size <= cap else rng.choice(rows, size=cap, replace=False)
-        for rows in (np.flatnonzero(inv == k) for k in range(counts.size))
-    ]))
+    keys = rng.random(n)  # one key per row: the rows kept do not follow class order
+    keep = np.sort(np.concatenate([keyed_subsample(rows, keys, cap)
+                                   for rows in _rows_by_class(inv)]))
     return X[keep], ya[keep], counts.size
 
 

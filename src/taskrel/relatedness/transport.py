@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from .._internal.ot import exact_plan
 from ..exceptions import ConvergenceWarning
 
-__all__ = ["Group", "build_groups", "group_couplings", "class_mean_init", "transform_rows",
+__all__ = ["Group", "keyed_subsample", "build_groups", "group_couplings", "class_mean_init", "transform_rows",
            "fit_affine", "mean_shift", "IRLS_EPS"]
 
 #: Floor on residual norms in the IRLS weights (features are standardized, so 1e-9 is
@@ -37,6 +37,19 @@ class Group:
     weight: float  # pi_T(k) or 1/K
 
 
+def keyed_subsample(rows: NDArray[np.int64], keys: NDArray[np.float64], size: int
+                    ) -> NDArray[np.int64]:
+    """The ``size`` rows of ``rows`` with the smallest ``keys[row]``, sorted.
+
+    Every subsample of the engine draws one key per *row* (by its index), never per
+    class in class order, so which rows a class keeps does not depend on how the
+    classes are numbered (renumbering leaves every result unchanged).
+    """
+    if rows.size <= size:
+        return rows
+    return np.sort(rows[np.argsort(keys[rows], kind="stable")[:size]])
+
+
 def build_groups(
     y_ref: NDArray[np.int64],
     y_tgt: NDArray[np.int64],
@@ -52,21 +65,19 @@ def build_groups(
 
     A reference sample of class ``j`` gets mass ``D_j B_kj / n_j`` in group ``k``
     (normalized). ``max_per_class`` caps each reference class and each target class by
-    a seeded subsample (the masses are recomputed on the subsample).
+    a seeded subsample keyed by row (:func:`keyed_subsample`; the masses are recomputed
+    on the subsample).
     """
     K_T, K_R = B.shape
     ref_rows_by_class = [np.flatnonzero(y_ref == j) for j in range(K_R)]
     tgt_rows_by_class = [np.flatnonzero(y_tgt == k) for k in range(K_T)]
     if max_per_class is not None:
         rng = rng if rng is not None else np.random.default_rng(0)
-
-        def cap(rows: NDArray[np.int64]) -> NDArray[np.int64]:
-            if rows.size <= max_per_class:
-                return rows
-            return np.sort(rng.choice(rows, size=max_per_class, replace=False))
-
-        ref_rows_by_class = [cap(r) for r in ref_rows_by_class]
-        tgt_rows_by_class = [cap(r) for r in tgt_rows_by_class]
+        key_r, key_t = rng.random(y_ref.size), rng.random(y_tgt.size)
+        ref_rows_by_class = [keyed_subsample(r, key_r, max_per_class)
+                             for r in ref_rows_by_class]
+        tgt_rows_by_class = [keyed_subsample(r, key_t, max_per_class)
+                             for r in tgt_rows_by_class]
     groups = []
     for k in range(K_T):
         coef = D * B[k]
