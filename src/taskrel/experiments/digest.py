@@ -30,7 +30,7 @@ GPU agree to rounding), the second adds a report section and no cell. The packag
 versions are recorded with each row but not hashed: a release that changes no
 number should not recompute a suite. :data:`ALGORITHM_VERSION` is hashed instead;
 bump it with a change that alters cell values on purpose (e.g. a regenerated golden
-entry).
+entry). :data:`RELATEDNESS_REVISION` does the same for the task-relatedness cells alone.
 
 Examples
 --------
@@ -63,10 +63,14 @@ from .store import Cell
 from .suite import ExperimentConfig
 
 __all__ = ["cell_digest", "suite_digest", "digest_inputs", "hash_inputs",
-           "ALGORITHM_VERSION"]
+           "ALGORITHM_VERSION", "RELATEDNESS_REVISION"]
 
 #: Hashed into every digest: bump it when a change alters cell values on purpose.
 ALGORITHM_VERSION = 1
+#: Hashed into the task-relatedness cells' digests only: bump it when an engine change
+#: alters their values on purpose, so that a rerun recomputes them and nothing else.
+#: 2: D follows the matching; splits, caps and the ridge hold-out keyed by row (issue 22).
+RELATEDNESS_REVISION = 2
 
 #: Options every cell on extracted features reads (through its tasks).
 _FEATURE_OPTIONS = ("max_reference", "max_target", "max_test", "feature_dim")
@@ -142,6 +146,7 @@ def digest_inputs(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
                 from ..result import SCORE_TERM
 
                 d["score_term"] = SCORE_TERM
+                d["relatedness_revision"] = RELATEDNESS_REVISION
         elif est not in _score_names():  # unknown to this table: everything
             d["options"] = {k: v for k, v in config.options.items()
                             if k not in _NO_VALUE_OPTIONS}
