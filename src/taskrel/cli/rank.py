@@ -56,8 +56,7 @@ def print_ranking(ranking: Any) -> None:
     for line in ranking.legend():
         print(f"  {line}")
     for r in ranking.rows:
-        if r.get("error"):
-            print(f"  failed: {r['encoder']}: feature extraction: {r['error']}")
+        if r.get("error"):  # said once, by the notes below
             continue
         for e, why in r["not_computed"].items():
             print(f"  not computed: {e} for {r['encoder']}: {why}")
