@@ -134,16 +134,15 @@ def test_legacy_rule_and_benchmark_rows_are_unchanged(n, limit):
     y[-3:] = 1  # stratification would differ here; the benchmark's rows must not
     x = np.arange(n)
     ds = SimpleNamespace(x_train=x, y_train=y, x_test=x[: n // 2], y_test=y[: n // 2])
-    xtr, ytr, xte, yte = raw_rows(ds, limit, limit)
+    xtr, ytr, xte, _ = raw_rows(ds, limit, limit)
     np.testing.assert_array_equal(xtr, _legacy(n, limit))
     np.testing.assert_array_equal(xte, _legacy(n // 2, limit))
     np.testing.assert_array_equal(ytr, y[_legacy(n, limit)])
 
 
 def test_benchmark_extractions_ask_for_the_permutation_rule(monkeypatch):
-    import taskrel.experiments.ablation as ablation
-    import taskrel.experiments.inputs as inputs
-    import taskrel.features.extract as extract
+    from taskrel.experiments import ablation, inputs
+    from taskrel.features import extract
 
     seen = []
     monkeypatch.setattr(extract, "extract_task",
