@@ -43,8 +43,10 @@ def main() -> None:
         for size in a.sizes:
             t0 = time.perf_counter()
             enc = load_encoder(name, image_size=size, device="cpu")
-            tr = extract_task(enc, ds, split="train", limit=a.train, progress=False)
-            te = extract_task(enc, ds, split="test", limit=a.test, progress=False)
+            tr = extract_task(enc, ds, split="train", limit=a.train, progress=False,
+                              limit_rule="permutation")  # the committed results' rows
+            te = extract_task(enc, ds, split="test", limit=a.test, progress=False,
+                              limit_rule="permutation")
             sec = time.perf_counter() - t0
             fit = logistic_probe(tr.features, tr.labels, te.features, te.labels, seed=0)
             rows.append({"encoder": name, "image_size": size,
