@@ -190,6 +190,11 @@ def paper_fit(
 
     With ``tol`` set, stop early when the mean loss over the last 100 steps changes by
     less than ``tol`` (relative) against the 100 before; otherwise run ``steps`` steps.
+
+    The returned dict also holds ``steps`` (the steps taken), ``stop_reason``
+    (``"tol"`` when the tolerance criterion stopped the loop, ``"max_steps"`` when it
+    ran its ``steps``) and ``converged``, True only for ``"tol"``: a run of a fixed
+    number of steps (``tol=None``, as in the official code) has not shown convergence.
     """
     K_R, K_T = pi_R.size, pi_T.size
     n_R, d = Zr.shape
@@ -234,6 +239,7 @@ def paper_fit(
         "D": D.detach().cpu().numpy(),
         "history": history,
         "steps": len(history),
-        "converged": stopped_early or tol is None,
+        "converged": stopped_early,
+        "stop_reason": "tol" if stopped_early else "max_steps",
         "batch_size": N,
     }
