@@ -221,3 +221,30 @@ def test_explain_of_a_failed_row():
            "error": "RuntimeError: boom", "tied_with": []}
     assert explain(row, [row], n_reference_classes=10, voters=["s"]).startswith(
         "not ranked: feature extraction failed (RuntimeError: boom)")
+
+
+def test_ranking_cache_key_names_the_device(tmp_path, monkeypatch):
+    # On CUDA the fast recipe switches to the batched entropic solver (and the torch
+    # scores run on the GPU): a ranking computed there must not be served to a CPU run.
+    import torch
+
+    import taskrel.ranking as R
+
+    keys = []
+
+    class _Stop(Exception):
+        pass
+
+    def record(cache, key):
+        keys.append(key)
+        raise _Stop
+
+    monkeypatch.setattr(R, "_cache_file", record)
+    for kind in ("cpu", "cuda"):  # "auto" resolving to each kind (no GPU needed)
+        monkeypatch.setattr(R, "_device_kind", lambda d: torch.device(kind).type)
+        with pytest.raises(_Stop):
+            R.rank("digits", ["effnet_lite0_random"], reference="digits", image_size=32,
+                   device="cpu", cache_dir=tmp_path, progress=False)
+    assert [k["device"] for k in keys] == ["cpu", "cuda"]
+    assert {k2: v for k2, v in keys[0].items() if k2 != "device"} == \
+        {k2: v for k2, v in keys[1].items() if k2 != "device"}

@@ -806,7 +806,10 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
     path = _cache_file(cache, {
         "format": _FORMAT, "taskrel": package_version("taskrel"), "target": tdesc,
         "reference": rdesc, "encoders": [e.cache_key() for e in encs],
-        "estimators": est, "options": {k: v for k, v in opts.items() if k != "device"}})
+        "estimators": est, "options": {k: v for k, v in opts.items() if k != "device"},
+        # A CUDA device switches the fast recipe to the batched entropic solver and the
+        # torch scores to GPU arithmetic: the device kind is part of the answer's identity.
+        "device": _device_kind(device)})
     got = _read_cached(path)
     if got is None:
         got = _compute(encs, ref_ds, tgt_ds, est, opts, cache, progress)
@@ -818,6 +821,13 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
     return Ranking(rows, est, voters, {e: get_score(e).direction for e in est}, tdesc,
                    rdesc, opts, round(time.perf_counter() - t0, 3),
                    bool(got.get("cached", False)), tuple(notes))
+
+
+def _device_kind(device: str) -> str:
+    """``cpu`` or ``cuda``: what ``device`` (``auto`` included) resolves to here."""
+    from ._internal.devices import resolve_device
+
+    return resolve_device(device).type
 
 
 def _read_cached(path: Path | None) -> dict[str, Any] | None:

@@ -45,7 +45,8 @@ def _paper_map(p: FitProblem, warm: FeatureMap | None = None, **kw: Any) -> Feat
                     batch_size=p.cfg.batch_size, seed=p.cfg.seed, device=p.cfg.torch_device,
                     progress=p.cfg.progress, steps=p.cfg.max_iter or PAPER_STEPS, **kw)
     record = dict(warm.record) if warm is not None else {}
-    record.update(paper_loop_seconds=out["loop_seconds"], paper_loop_steps=out["steps"])
+    record.update(paper_loop_seconds=out["loop_seconds"], paper_loop_steps=out["steps"],
+                  paper_stop_reason=out["stop_reason"])  # "tol" or "max_steps"
     return FeatureMap(out["A"], out["A_bar"], out["b"], out["B"], out["D"], out["steps"],
                       out["converged"], out["history"], float(out["history"][-1]), record)
 
