@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -636,8 +637,32 @@ def _deviations(config: Any) -> list[str]:
     return out
 
 
+#: Files or folders that mark the root of a project (its paths are written from there).
+_PROJECT_MARKERS = (".git", "pyproject.toml")
+
+
+def _portable_path(path: str | os.PathLike[str] | None) -> str | None:
+    """``path`` as a committed report may show it: relative to the root of the project
+    that holds it (the nearest folder above it with a ``.git`` or ``pyproject.toml``),
+    else its file name alone; never an absolute path of the machine that wrote it.
+
+    >>> _portable_path(None) is None
+    True
+    >>> _portable_path("/nowhere/at/all/suite.toml")
+    'suite.toml'
+    """
+    if path is None:
+        return None
+    p = Path(path).expanduser().resolve()
+    for root in p.parents:
+        if any((root / m).exists() for m in _PROJECT_MARKERS):
+            return p.relative_to(root).as_posix()
+    return p.name
+
+
 def _config_dict(config: Any) -> dict[str, Any]:
-    return {"name": config.name, "quick": config.quick, "path": config.path,
+    return {"name": config.name, "quick": config.quick,
+            "path": _portable_path(config.path),
             "reference": config.reference.to_dict(),
             "targets": [t.to_dict() for t in config.targets],
             "encoders": list(config.encoders), "estimators": list(config.estimators),
