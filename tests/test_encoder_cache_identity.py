@@ -272,3 +272,20 @@ def test_random_init_hf_adapter_is_seeded(tmp_path):
 def test_adapter_seed_is_validated(seed, fake_libs):
     with pytest.raises(TaskrelInputError, match="`seed` must be"):
         load_encoder("timm:fake", pretrained=False, seed=seed, device="cpu")
+
+
+def test_packaged_weights_digest_sees_a_change_in_the_middle(tmp_path):
+    # The small CNN / fine-tuned EfficientNet keys hashed only the first and last MiB:
+    # a change in between kept the key (and served stale cached features).
+    import os
+
+    from taskrel.features.encoders._common import file_digest
+
+    f = tmp_path / "w.pt"
+    data = bytearray(os.urandom(3 << 20))
+    f.write_bytes(bytes(data))
+    before = file_digest(f)
+    data[(3 << 20) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    os.utime(f, ns=(1, 2))  # another modification time, as any rewrite has
+    assert file_digest(f) != before

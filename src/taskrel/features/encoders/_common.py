@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -24,13 +25,22 @@ def require(module: str, install: str) -> Any:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """Cheap identity of a weights file: size + SHA-256 of its first and last MiB."""
-    p = Path(path)
-    size = p.stat().st_size
+    """Identity of a weights file: SHA-256 of its whole content (16 hex digits).
+
+    Hashed once per (path, size, modification time) in a process: a file rewritten in
+    place, even in its middle, gets a new identity (the first and last MiB alone, as
+    before issue 22, missed a change in between).
+    """
+    p = Path(path).resolve()
+    st = p.stat()
+    return _content_digest(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256(str(size).encode())
-    with open(p, "rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
     return h.hexdigest()[:16]
 
