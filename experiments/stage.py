@@ -84,7 +84,8 @@ def main() -> None:
         if not todo:
             return
         encs = sorted({c.encoder for c in todo})
-        prep = prepare_features(_only_encoders(config, encs), "local", progress=True)
+        tgts = {c.target for c in todo}
+        prep = prepare_features(_only_encoders(config, encs, tgts), "local", progress=True)
         print(f"features: {prep['units']} sets in {prep['seconds']:.0f} s", flush=True)
         done = 0
         for chunk in _chunks(todo, 8):
@@ -107,10 +108,16 @@ def main() -> None:
                   f"over {len(v)} stored cells", flush=True)
 
 
-def _only_encoders(config, encoders):
+def _only_encoders(config, encoders, targets):
+    """The config cut to the stage's encoders and targets, so that only the feature
+    sets its cells read are extracted first (the reference's always are)."""
     from dataclasses import replace
 
-    return replace(config, encoders=tuple(e for e in config.encoders if e in encoders))
+    from taskrel.experiments.suite import REFERENCE_TARGET
+
+    return replace(config, encoders=tuple(e for e in config.encoders if e in encoders),
+                   targets=tuple(t for t in config.targets if t.name in targets),
+                   reference_truths=config.reference_truths and REFERENCE_TARGET in targets)
 
 
 def _chunks(items, n):
