@@ -171,8 +171,12 @@ def test_collapsed_encoder_does_not_win_on_a_vacuous_bound(collapsed_vs_healthy,
     # 10 classes), Lite0 at 96 px does not.
     assert bad.reference_accuracy < 0.3 < 0.7 < good.reference_accuracy
     # The known failure (issue 12's audit): the collapsed encoder's features are close
-    # together, so its L x W1 is small and the paper's bound prefers it.
-    assert bad.bound < good.bound
+    # together, so its L x W1 is small and the paper's bound prefers it. Label-free it
+    # did too before issue 22's engine fix; since then (D from the matching, row-keyed
+    # sampling) the bound no longer does on these features (7.83 vs 7.40), so the
+    # failure is asserted where it is still measured.
+    if labelled:
+        assert bad.bound < good.bound
     # The default score (the reweighted reference loss) ranks it last, with or without
     # target labels; so does taskrel's score of record.
     assert bad.score > good.score

@@ -35,9 +35,22 @@ def test_bound_is_above_the_transfer_loss_on_real_pairs(results):
         assert r.transformed_loss is not None and r.bound >= r.transformed_loss, name
 
 
-def test_more_related_targets_get_smaller_bounds(results):
-    same = results["digits0-4 (new samples)"][0].bound
-    rotated = results["rotated 45 deg"][0].bound
-    other = results["digits5-9 (new classes)"][0].bound
-    assert same < rotated
-    assert same < other
+def test_more_related_targets_get_smaller_bounds():
+    # With ~90 held-out rows per side, one split's bound moves by +-0.5 (measured: the
+    # same-task target's bound is below the rotated one's in 3 of 5 seeds, 2 of 5
+    # before issue 22's engine fix), so a single seed's order is luck. The median over
+    # five seeds (split, head and fit) is what the test pins.
+    tasks = digits_tasks(seed=0)
+    Xr, yr = tasks["reference"]
+    med = {}
+    for name in ("digits0-4 (new samples)", "rotated 45 deg", "digits5-9 (new classes)"):
+        Xt, yt = tasks["targets"][name]
+        bounds = []
+        for s in range(5):
+            tr, te = split_task(Xt, np.unique(yt, return_inverse=True)[1], seed=s)
+            bounds.append(taskrel.task_relatedness(
+                Xr, yr, Xt[tr], yt[tr], target_test_features=Xt[te],
+                target_test_labels=yt[te], device="cpu", seed=s).bound)
+        med[name] = float(np.median(bounds))
+    assert med["digits0-4 (new samples)"] < med["rotated 45 deg"]
+    assert med["digits0-4 (new samples)"] < med["digits5-9 (new classes)"]

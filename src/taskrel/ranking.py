@@ -61,7 +61,7 @@ from ._internal.serialize import atomic_write_json
 from .exceptions import TaskrelInputError
 
 __all__ = ["rank", "Ranking", "resolve_target", "resolve_reference", "resolve_encoders",
-           "consensus_ranks", "explain", "plot_ranking", "DEFAULT_ESTIMATORS",
+           "consensus_ranks", "explain", "format_rank", "plot_ranking", "DEFAULT_ESTIMATORS",
            "EXPLAIN_ONLY", "LEAD_ESTIMATOR", "DEFAULT_REFERENCES"]
 
 #: The default estimators: the issue-12 benchmark's best in model selection per target
