@@ -52,6 +52,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         if args.report_only:
             print(f"[{cfg.name}] report only: {s['missing_cells']} cells of the grid are "
                   "not in the store yet")
+            if s.get("stale_cells"):
+                print(f"[{cfg.name}] report only: {s['stale_cells']} stored cells are stale "
+                      f"(computed under other inputs, reported as they are): "
+                      f"{s['stale_by_estimator']}")
         print(f"[{cfg.name}] wrote {Path(args.out) / cfg.name / 'report.md'}; "
               f"bound held in every cell: {s.get('bound_held_everywhere')}; "
               f"failed cells: {len(s.get('failed', []))}")

@@ -20,6 +20,7 @@ import functools
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -356,13 +357,21 @@ def _report_only(config: ExperimentConfig, db: str | os.PathLike[str],
 
     if not Path(db).is_file():
         raise TaskrelInputError(f"`--db`: {str(db)!r} does not exist; nothing to report")
+    from .digest import suite_digest
+
     grid_cells = set(expand_grid(config))
+    digest = suite_digest(config)
     with ResultsStore(db, readonly=True) as store:
         rows = [r for r in store.query() if as_cell(r) in grid_cells]
+        _, stale, _ = store.missing({c: digest(c) for c in grid_cells})
     missing = len(grid_cells) - len(rows)
     summary = write_report(config, rows, Path(out), versions=package_versions(
         _REPORT_PACKAGES), n_classes=suite_classes(config, rows, load=True))
     summary["missing_cells"] = missing
+    # Rows computed under other inputs (e.g. an older engine revision): reported as they
+    # are, and counted so that a reader knows the report mixes revisions.
+    summary["stale_cells"] = len(stale)
+    summary["stale_by_estimator"] = dict(Counter(c.estimator for c in stale))
     return summary
 
 
