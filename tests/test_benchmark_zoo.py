@@ -341,3 +341,34 @@ def test_finetune_selected_batchnorm_frozen_keeps_running_statistics():
     assert r.recipe["batchnorm"] == "frozen"  # the default, recorded
     with pytest.raises(TaskrelInputError, match="`batchnorm`"):
         finetune_selected(_bn_mlp(), None, X, y, X, y, batchnorm="eval", **kw)
+
+
+def test_reproduce_report_only_counts_stale_cells(tmp_path, capsys):
+    """A row computed under other inputs (here: a digest from an older engine) is
+    reported as it is, and counted, so a reader knows the report mixes revisions."""
+    from taskrel.cli import main
+    from taskrel.experiments.digest import suite_digest
+    from taskrel.experiments.store import Cell, ResultsStore
+    from taskrel.experiments.suite import load_config
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "s"\nreference = "digits"\nencoders = ["effnet_lite0", '
+                   '"effnet_lite1", "effnet_lite0_random"]\nestimators = ["logme"]\n'
+                   'fractions = [1.0]\nseeds = [0]\n'
+                   '[[targets]]\nname = "d01"\ndataset = "digits"\nclasses = [0, 1]\n'
+                   '[[targets]]\nname = "d23"\ndataset = "digits"\nclasses = [2, 3]\n'
+                   '[[targets]]\nname = "d45"\ndataset = "digits"\nclasses = [4, 5]\n'
+                   '[ground_truth]\nestimators = ["logreg"]\n')
+    digest = suite_digest(load_config(cfg))
+    db = tmp_path / "s.sqlite"
+    with ResultsStore(db) as st:
+        for i, enc in enumerate(("effnet_lite0", "effnet_lite1", "effnet_lite0_random")):
+            for j, tgt in enumerate(("d01", "d23", "d45")):
+                for est, v in (("logreg", 0.9 - 0.1 * i + 0.01 * j), ("logme", 1.0 - 0.2 * i)):
+                    c = Cell(enc, "digits", tgt, 1.0, 0, est)
+                    old = est == "logme" and (i, j) == (0, 0)
+                    st.put(c, v, seconds=1.0, digest="old" if old else digest(c))
+    rc = main(["reproduce", "--config", str(cfg), "--db", str(db), "--out",
+               str(tmp_path / "out"), "--report-only", "--quiet"])
+    assert rc == 0
+    assert "1 stored cells are stale" in capsys.readouterr().out
