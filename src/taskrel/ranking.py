@@ -177,8 +177,10 @@ def resolve_target(target: Any, *, text_col: str = "text", label_col: str = "lab
                    labels: bool = True, skip_unreadable: bool = False) -> Any:
     """The target as a :class:`~taskrel.features.datasets.Dataset`, checked.
 
-    ``target`` is a Dataset, an image folder (one sub-folder per class), a CSV/TSV
-    file (``text_col``, ``label_col``) or a packaged dataset name. With ``labels``
+    ``target`` is a Dataset, an image folder (one sub-folder per class; read with
+    ``from_image_folder(size="auto")``, so photos of mixed sizes are resized to one
+    square of at most 256 pixels), a CSV/TSV file (``text_col``, ``label_col``) or a
+    packaged dataset name. With ``labels``
     the target needs at least 2 classes with 2 training rows each. An unreadable
     image is an error unless ``skip_unreadable``.
     """
@@ -204,7 +206,7 @@ def _dataset_from_path(spec: Any, text_col: str, label_col: str, skip_unreadable
     if p.is_dir():
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
-            ds = from_image_folder(p)
+            ds = from_image_folder(p, size="auto")
         skipped = int(ds.meta.get("skipped", 0))
         if skipped and not skip_unreadable:
             raise TaskrelInputError(

@@ -676,66 +676,217 @@ def from_arrays(x_train: Any, y_train: Any, x_test: Any = None, y_test: Any = No
     return Dataset(name, mod, xtr, ytr, xte, yte, names, {"source": "arrays"})
 
 
-def _load_folder(root: Path, size: tuple[int, int] | None
-                 ) -> tuple[list[NDArray[np.uint8]], list[str], int, list[str]]:
-    from PIL import Image, UnidentifiedImageError
+#: Largest side (pixels) of the square that ``from_image_folder(size="auto")`` makes.
+AUTO_SIDE = 256
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA", "P")
 
+
+def _scale_to_uint8(a: NDArray[Any], mode: str) -> NDArray[np.uint8]:
+    """8-bit version of a high-depth grey image, scaled by the range of its values.
+
+    Values in 0..255 are kept; for mode ``F``, values in [0, 1] are multiplied by 255;
+    values in 0..65535 are divided by 257 (65535 -> 255); any other range is stretched
+    from the image's own min/max to 0..255. Non-finite values count as the minimum.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        a = np.where(finite, a, np.min(a[finite]) if finite.any() else 0.0)
+    if a.size == 0:
+        return a.astype(np.uint8)
+    lo, hi = float(a.min()), float(a.max())
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        a = a * 255.0
+    elif lo >= 0.0 and hi <= 255.0:
+        pass
+    elif lo >= 0.0 and hi <= 65535.0:
+        a = a / 257.0
+    else:
+        a = (a - lo) * (255.0 / (hi - lo))  # hi > lo: the range is wider than 0..65535
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _pil_to_array(im: Any) -> NDArray[np.uint8]:
+    """A PIL image as uint8 (H, W) (grey) or (H, W, 3) (colour), by its mode's range.
+
+    ``1``/``L`` stay grey; 16-bit grey (``I;16``, ``I;16B``, ...) is divided by 257;
+    ``I`` and ``F`` are scaled by :func:`_scale_to_uint8`; modes with transparency
+    (``RGBA``, ``LA``, ``PA``, and ``P``, read through ``RGBA``) are composited on
+    white; every other mode (``CMYK``, ``YCbCr``, ...) is converted to RGB.
+    """
+    mode = im.mode
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _scale_to_uint8(np.asarray(im), mode)
+    if mode in _ALPHA_MODES:
+        grey = mode in ("LA", "La")
+        a = np.asarray(im.convert("LA" if grey else "RGBA"), dtype=np.float64)
+        alpha = a[..., -1:] / 255.0
+        out = a[..., :-1] * alpha + 255.0 * (1.0 - alpha)  # composite on white
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return out[..., 0] if grey else out
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _list_folder(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
     if not classes:
         raise TaskrelInputError(f"image folder {str(root)!r} has no class sub-folders")
-    imgs, labels, skipped = [], [], 0
-    for c in classes:
-        files = sorted(f for f in (root / c).iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-        n_ok = 0
-        for f in files:
+    files = [(f, c) for c in classes for f in sorted(
+        f for f in (root / c).iterdir()
+        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)]
+    return files, classes
+
+
+def _oriented_size(f: Path) -> tuple[int, int] | None:
+    """(H, W) after EXIF orientation, read from the header only; None if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            w, h = im.size
             try:
-                with Image.open(f) as im:
-                    im = im.convert("L") if im.mode in ("L", "1", "I;16", "I") else \
-                        im.convert("RGB")
-                    if size is not None:
-                        im = im.resize((size[1], size[0]), Image.BILINEAR)
-                    imgs.append(np.asarray(im, dtype=np.uint8))
-            except (UnidentifiedImageError, OSError):
-                skipped += 1
-                continue
-            labels.append(c)
-            n_ok += 1
-        if n_ok == 0:
-            raise TaskrelInputError(
-                f"class folder {str(root / c)!r} has no readable images "
-                f"({len(files)} file(s) with an image extension)")
-    return imgs, labels, skipped, classes
+                orientation = im.getexif().get(0x0112, 1)
+            except Exception:  # a broken EXIF block: exif_transpose ignores it too
+                orientation = 1
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _read_image(f: Path, size: tuple[int, int] | None, side: int | None
+                ) -> NDArray[np.uint8]:
+    """Decode one file: EXIF orientation, mode scaling, then the resize rule."""
+    from PIL import Image, ImageOps
+
+    with Image.open(f) as im:
+        if side is not None:
+            im.draft(None, (side, side))  # JPEG: decode at 1/2..1/8 scale, >= side
+        im = ImageOps.exif_transpose(im)
+        a = _pil_to_array(im)
+    if size is None and side is None:
+        return a
+    img = Image.fromarray(a)
+    if size is not None:
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+    w, h = img.size
+    k = side / min(w, h)
+    nw, nh = max(side, round(w * k)), max(side, round(h * k))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - side) // 2, (nh - side) // 2
+    return np.asarray(img.crop((left, top, left + side, top + side)), dtype=np.uint8)
 
 
 def from_image_folder(path: str | os.PathLike[str], *,
-                      size: int | tuple[int, int] | None = None,
+                      size: int | tuple[int, int] | str | None = None,
                       test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """Read a folder with one sub-folder of images per class.
 
     If ``path`` holds ``train/`` and ``test/`` folders (each with class sub-folders),
     they are the split; otherwise a seeded stratified ``test_fraction`` is held out.
-    Unreadable files are skipped and counted (a ``UserWarning`` says how many and
-    ``meta['skipped']`` keeps the count); an empty class is an error; images of mixed
-    sizes are an error unless ``size`` (pixels, or ``(H, W)``) resizes them all. If any
-    image has colour, all are converted to RGB.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder.
+    size : None, int, (int, int) or 'auto', default None
+        How images of different sizes become one array:
+
+        - ``None``: every image keeps its pixels; mixed sizes are an error.
+        - an int or ``(H, W)``: every image is resized (bilinear) to that size.
+        - ``'auto'`` (what ``taskrel rank FOLDER`` uses; for photos): if every image
+          has the same size and its shorter side is at most :data:`AUTO_SIDE` (256),
+          the images are kept as they are; otherwise ``S = min(256, median shorter
+          side)`` and every image is resized (bicubic) so that its shorter side is
+          ``S``, then center-cropped to ``S x S``. JPEGs are decoded at a reduced
+          scale (1/2 to 1/8, never below ``S``), which makes big photos cheap.
+    test_fraction : float, default 0.2
+        Held-out fraction when the folder has no ``train/`` and ``test/``.
+    seed : int, default 0
+        Seed of that split.
+
+    Returns
+    -------
+    Dataset
+        uint8 images (n, H, W), or (n, H, W, 3) if any image has colour (then grey
+        images are repeated to RGB). ``meta['skipped']`` counts unreadable files and
+        ``meta['size']`` the (H, W) of the images.
+
+    Notes
+    -----
+    Every image is first turned by its EXIF orientation. Modes are scaled by their
+    real range, never clipped: 16-bit grey (``I;16``, ``I;16B``) is divided by 257;
+    ``I`` and ``F`` keep values in 0..255 (``F`` in [0, 1] is multiplied by 255),
+    divide values in 0..65535 by 257, and stretch any other range from the image's
+    own min/max; ``RGBA``, ``LA`` and palette (``P``, read through ``RGBA``) images
+    are composited on white; ``CMYK`` and other modes are converted to RGB.
+    Unreadable files are skipped and counted (a ``UserWarning`` says how many); an
+    empty class is an error.
     """
     root = Path(path)
     if not root.is_dir():
         raise TaskrelInputError(f"`path` must be an existing folder; got {str(root)!r}")
-    sz = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
-    parts = {}
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        for s in ("train", "test"):
-            parts[s] = _load_folder(root / s, sz)  # type: ignore[arg-type]
+    if isinstance(size, str):
+        if size != "auto":
+            raise TaskrelInputError(
+                f"`size` must be None, 'auto', a positive int or (H, W); got {size!r}")
+        sz = None
+    elif size is None:
+        sz = None
     else:
-        parts["all"] = _load_folder(root, sz)  # type: ignore[arg-type]
-    all_imgs = [im for p in parts.values() for im in p[0]]
-    shapes = sorted({im.shape[:2] for im in all_imgs})
-    if len(shapes) > 1:
+        sz = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        if len(sz) != 2 or not all(isinstance(v, (int, np.integer)) and not
+                                   isinstance(v, bool) and v > 0 for v in sz):
+            raise TaskrelInputError(
+                f"`size` must be None, 'auto', a positive int or (H, W); got {size!r}")
+        sz = (int(sz[0]), int(sz[1]))
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    listed = {s: _list_folder(root / s) for s in ("train", "test")} if split else \
+        {"all": _list_folder(root)}
+    shapes = {f: _oriented_size(f) for files, _ in listed.values() for f, _ in files}
+    good = sorted({s for s in shapes.values() if s is not None})
+    side = None
+    if size == "auto" and good and (len(good) > 1 or min(good[0]) > AUTO_SIDE):
+        short = [min(s) for s in shapes.values() if s is not None]
+        side = int(min(AUTO_SIDE, max(1, int(np.median(short)))))
+    elif size is None and len(good) > 1:
         raise TaskrelInputError(
-            f"images in {str(root)!r} have mixed sizes {shapes[:5]}; pass `size=` to "
+            f"images in {str(root)!r} have mixed sizes {good[:5]}; pass `size='auto'` "
+            "(shorter side to at most 256, center crop) or `size=` pixels / (H, W) to "
             "resize them all")
+
+    skipped = 0
+    parts: dict[str, tuple[list[NDArray[np.uint8]], list[str], list[str]]] = {}
+    for s, (files, classes) in listed.items():
+        imgs, labels, n_ok = [], [], dict.fromkeys(classes, 0)
+        for f, c in files:
+            try:
+                if shapes[f] is None:
+                    raise OSError(f"cannot identify image file {str(f)!r}")
+                a = _read_image(f, sz, side)
+            except (OSError, ValueError):
+                skipped += 1
+                continue
+            imgs.append(a)
+            labels.append(c)
+            n_ok[c] += 1
+        for c in classes:
+            if n_ok[c] == 0:
+                n_files = sum(1 for _, cc in files if cc == c)
+                base = root / s if split else root
+                raise TaskrelInputError(
+                    f"class folder {str(base / c)!r} has no readable images "
+                    f"({n_files} file(s) with an image extension)")
+        parts[s] = (imgs, labels, classes)
+    all_imgs = [im for p in parts.values() for im in p[0]]
+    sizes = sorted({im.shape[:2] for im in all_imgs})
+    if len(sizes) > 1:  # e.g. a file whose decoded size differs from its header
+        raise TaskrelInputError(
+            f"images in {str(root)!r} have mixed sizes {sizes[:5]}; pass `size='auto'` "
+            "or `size=` pixels / (H, W) to resize them all")
     colour = any(im.ndim == 3 for im in all_imgs)
 
     def stack(ims: list[NDArray[np.uint8]]) -> NDArray[np.uint8]:
@@ -743,20 +894,20 @@ def from_image_folder(path: str | os.PathLike[str], *,
             ims = [np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im for im in ims]
         return np.stack(ims)
 
-    skipped = sum(p[2] for p in parts.values())
     if skipped:
         warnings.warn(f"from_image_folder: skipped {skipped} unreadable file(s) in "
                       f"{str(root)!r}", UserWarning, stacklevel=2)
     if "all" in parts:
-        ims, labs, _, classes = parts["all"]
+        ims, labs, classes = parts["all"]
         ds = from_arrays(stack(ims), labs, name=root.name, class_names=classes,
                          modality="image", test_fraction=test_fraction, seed=seed)
     else:
-        classes = sorted(set(parts["train"][3]) | set(parts["test"][3]))
+        classes = sorted(set(parts["train"][2]) | set(parts["test"][2]))
         ds = from_arrays(stack(parts["train"][0]), parts["train"][1],
                          stack(parts["test"][0]), parts["test"][1], name=root.name,
                          class_names=classes, modality="image")
-    return replace(ds, meta={"source": f"image folder {root}", "skipped": skipped})
+    return replace(ds, meta={"source": f"image folder {root}", "skipped": skipped,
+                             "size": tuple(int(v) for v in sizes[0])})
 
 
 def from_table(path: str | os.PathLike[str], text_col: str, label_col: str, *,
@@ -815,8 +966,7 @@ def from_table(path: str | os.PathLike[str], text_col: str, label_col: str, *,
 
 def _to_image_array(img: Any) -> NDArray[np.uint8]:
     if hasattr(img, "convert") and hasattr(img, "mode"):  # PIL image
-        img = img.convert("L") if img.mode in ("L", "1") else img.convert("RGB")
-        return np.asarray(img, dtype=np.uint8)
+        return _pil_to_array(img)
     if hasattr(img, "detach"):  # torch tensor, CHW
         img = img.detach().cpu().numpy()
         if img.ndim == 3:
