@@ -78,3 +78,13 @@ def test_portable_path_outside_any_project_is_the_file_name(tmp_path):
         pytest.skip(f"a project marker lies above {tmp_path}")
     assert _portable_path(tmp_path / "deep" / "suite.toml") == "suite.toml"
 
+
+
+def test_committed_reports_have_no_machine_path():
+    # The committed reports (docs/results) were regenerated after the fix; a machine's
+    # home or work folder in any of them would leak into every clone.
+    root = Path(__file__).resolve().parents[1] / "docs" / "results"
+    leaks = [str(f.relative_to(root)) for f in sorted(root.rglob("*"))
+             if f.suffix in (".md", ".json", ".csv") and re.search(
+                 r"(?<![\w.~-])/(?:work|root|home|Users|tmp)/", f.read_text())]
+    assert leaks == []
