@@ -150,6 +150,15 @@ def test_comparison_of_array_summaries():
     b.ravel()[[0, 1]] = b.ravel()[[1, 0]]  # same statistics, other order
     assert G.difference(G.canon({"A": b}), want).startswith(".A.sample[0]: ")
     assert G.difference(G.canon({"A": a[:, :29]}), want).startswith(".A.shape")
+    # A sampled entry is compared at the array's scale (rtol x max|entry|): in the
+    # "paper" group (rtol 5e-3) an entry moving by 1e-3 x max|A| passes, 2e-2 x fails.
+    at = want["A"]["sample_at"][0]
+    amax = float(np.abs(a).max())
+    for shift, ok in ((1e-3, True), (2e-2, False)):
+        c = a.copy()
+        c.ravel()[at] += shift * amax
+        d = G.difference(G.canon({"A": c}), want, group="paper")
+        assert (d is None) == ok, d
 
 
 def test_comparison_of_legacy_hashed_arrays():
