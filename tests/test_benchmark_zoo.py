@@ -267,18 +267,22 @@ def test_truth_checks_by_hand(tmp_path):
 
 
 # --------------------------------------------------------------------------- report-only
+#: 3 encoders x 3 two-class digits targets, LogME against the logistic probe.
+REPORT_ONLY_CONFIG = (
+    'name = "s"\nreference = "digits"\nencoders = ["effnet_lite0", "effnet_lite1", '
+    '"effnet_lite0_random"]\nestimators = ["logme"]\nfractions = [1.0]\nseeds = [0]\n'
+    '[[targets]]\nname = "d01"\ndataset = "digits"\nclasses = [0, 1]\n'
+    '[[targets]]\nname = "d23"\ndataset = "digits"\nclasses = [2, 3]\n'
+    '[[targets]]\nname = "d45"\ndataset = "digits"\nclasses = [4, 5]\n'
+    '[ground_truth]\nestimators = ["logreg"]\n')
+
+
 def test_reproduce_report_only_renders_the_store_and_computes_nothing(tmp_path, capsys):
     from taskrel.cli import main
     from taskrel.experiments.store import Cell, ResultsStore
 
     cfg = tmp_path / "s.toml"
-    cfg.write_text('name = "s"\nreference = "digits"\nencoders = ["effnet_lite0", '
-                   '"effnet_lite1", "effnet_lite0_random"]\nestimators = ["logme"]\n'
-                   'fractions = [1.0]\nseeds = [0]\n'
-                   '[[targets]]\nname = "d01"\ndataset = "digits"\nclasses = [0, 1]\n'
-                   '[[targets]]\nname = "d23"\ndataset = "digits"\nclasses = [2, 3]\n'
-                   '[[targets]]\nname = "d45"\ndataset = "digits"\nclasses = [4, 5]\n'
-                   '[ground_truth]\nestimators = ["logreg"]\n')
+    cfg.write_text(REPORT_ONLY_CONFIG)
     db = tmp_path / "s.sqlite"
     with ResultsStore(db) as st:  # 3 encoders x 3 targets, one cell left out
         for i, enc in enumerate(("effnet_lite0", "effnet_lite1", "effnet_lite0_random")):
@@ -352,13 +356,7 @@ def test_reproduce_report_only_counts_stale_cells(tmp_path, capsys):
     from taskrel.experiments.suite import load_config
 
     cfg = tmp_path / "s.toml"
-    cfg.write_text('name = "s"\nreference = "digits"\nencoders = ["effnet_lite0", '
-                   '"effnet_lite1", "effnet_lite0_random"]\nestimators = ["logme"]\n'
-                   'fractions = [1.0]\nseeds = [0]\n'
-                   '[[targets]]\nname = "d01"\ndataset = "digits"\nclasses = [0, 1]\n'
-                   '[[targets]]\nname = "d23"\ndataset = "digits"\nclasses = [2, 3]\n'
-                   '[[targets]]\nname = "d45"\ndataset = "digits"\nclasses = [4, 5]\n'
-                   '[ground_truth]\nestimators = ["logreg"]\n')
+    cfg.write_text(REPORT_ONLY_CONFIG)
     digest = suite_digest(load_config(cfg))
     db = tmp_path / "s.sqlite"
     with ResultsStore(db) as st:

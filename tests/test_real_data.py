@@ -17,14 +17,23 @@ def results():
     tasks = digits_tasks(seed=0)
     Xr, yr = tasks["reference"]
     out = {}
-    for name in ("digits0-4 (new samples)", "rotated 45 deg", "digits5-9 (new classes)"):
+    for name in TARGETS:
         Xt, yt = tasks["targets"][name]
-        tr, te = split_task(Xt, np.unique(yt, return_inverse=True)[1], seed=0)
-        r = taskrel.task_relatedness(Xr, yr, Xt[tr], yt[tr], target_test_features=Xt[te],
-                                     target_test_labels=yt[te], device="cpu")
+        r, (tr, te) = _relate_split(Xr, yr, Xt, yt, seed=0)
         p = taskrel.linear_probe(Xt[tr], yt[tr], Xt[te], yt[te], tau=r.tau, device="cpu")
         out[name] = (r, p)
     return out
+
+
+TARGETS = ("digits0-4 (new samples)", "rotated 45 deg", "digits5-9 (new classes)")
+
+
+def _relate_split(Xr, yr, Xt, yt, *, seed):
+    """Task-relatedness on a seeded 80/20 split of the target; also the split."""
+    tr, te = split_task(Xt, np.unique(yt, return_inverse=True)[1], seed=seed)
+    r = taskrel.task_relatedness(Xr, yr, Xt[tr], yt[tr], target_test_features=Xt[te],
+                                 target_test_labels=yt[te], device="cpu", seed=seed)
+    return r, (tr, te)
 
 
 def test_bound_is_above_the_transfer_loss_on_real_pairs(results):
@@ -43,14 +52,9 @@ def test_more_related_targets_get_smaller_bounds():
     tasks = digits_tasks(seed=0)
     Xr, yr = tasks["reference"]
     med = {}
-    for name in ("digits0-4 (new samples)", "rotated 45 deg", "digits5-9 (new classes)"):
+    for name in TARGETS:
         Xt, yt = tasks["targets"][name]
-        bounds = []
-        for s in range(5):
-            tr, te = split_task(Xt, np.unique(yt, return_inverse=True)[1], seed=s)
-            bounds.append(taskrel.task_relatedness(
-                Xr, yr, Xt[tr], yt[tr], target_test_features=Xt[te],
-                target_test_labels=yt[te], device="cpu", seed=s).bound)
-        med[name] = float(np.median(bounds))
+        med[name] = float(np.median([_relate_split(Xr, yr, Xt, yt, seed=s)[0].bound
+                                     for s in range(5)]))
     assert med["digits0-4 (new samples)"] < med["rotated 45 deg"]
     assert med["digits0-4 (new samples)"] < med["digits5-9 (new classes)"]
