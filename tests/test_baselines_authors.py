@@ -417,4 +417,7 @@ def test_every_registered_baseline_is_checked_here():
                "otce"}
     ours = {"task_relatedness"}  # the library's own estimator, not a baseline
     variants = {n for n in list_scores() if n.endswith("_textbook")}
-    assert set(list_scores()) == checked | ours | variants
+    # The label-free scores are checked against the authors' formulas in
+    # tests/test_label_free_scores.py.
+    label_free = {"rankme", "etran_energy"}
+    assert set(list_scores()) == checked | ours | variants | label_free

@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+from ._etran import etran_energy as etran_energy
 from ._gbc import gbc as gbc
 from ._gbc import gbc_textbook as gbc_textbook
 from ._hscore import h_score as h_score
@@ -22,6 +23,7 @@ from ._logme import logme as logme
 from ._otce import ot_nce as ot_nce
 from ._otce import otce as otce
 from ._pactran import pactran_gaussian as pactran_gaussian
+from ._rankme import rankme as rankme
 from ._registry import ScoreSpec as ScoreSpec
 from ._registry import check_score_inputs as check_score_inputs
 from ._registry import compute_score as compute_score
@@ -35,6 +37,7 @@ __all__ = [
     "ScoreSpec",
     "check_score_inputs",
     "compute_score",
+    "etran_energy",
     "gbc",
     "gbc_textbook",
     "get_score",
@@ -48,6 +51,7 @@ __all__ = [
     "ot_nce",
     "otce",
     "pactran_gaussian",
+    "rankme",
     "regularized_h_score",
     "sfda",
     "task_relatedness_score",
