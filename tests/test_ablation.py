@@ -237,3 +237,24 @@ def test_same_cells_restricts_the_grid_variants_to_a_partial_runs_cells():
     assert m._is_baseline("baseline:sfda")
     assert not m._is_baseline("baseline:sfda~recipe=paper cells")
     assert not m._is_baseline("baseline:task_relatedness")
+
+
+def test_the_reference_pca_memo_gives_the_projection_computed_afresh():
+    # The memo keeps the full SVD per (suite, encoder, reference) and slices k columns;
+    # the projection must equal inputs.pca(Xr, k) computed on its own, for every k.
+    from types import SimpleNamespace
+
+    from taskrel.experiments import ablation as A
+    from taskrel.experiments.inputs import pca
+
+    rng = np.random.default_rng(0)
+    Xr, Xt = rng.normal(size=(40, 12)), rng.normal(size=(15, 12))
+    cfg = SimpleNamespace(options={}, name="s")
+    A._PCA_MEMO.clear()
+    for k in (5, 3, 12, 5):
+        got = A._project(A.RunSpec(feature_dim=k), cfg, Xr, Xt, key=("s", "e", "suite"))
+        mean, comps = pca(Xr, k)
+        want = [(Xr - mean) @ comps, (Xt - mean) @ comps] if k < 12 else [Xr, Xt]
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    assert len(A._PCA_MEMO) == 1

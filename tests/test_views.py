@@ -268,7 +268,8 @@ def test_write_views_files_and_recompute_script_agree(tmp_path):
                           str(tmp_path)], capture_output=True, text=True, check=True)
     worst = float(out.stdout.strip().splitlines()[-1].split(":")[-1])
     assert worst < 0.01
-    assert len(out.stdout.strip().splitlines()) == 1 + 2 * 4  # 2 estimators x 4 truths
+    # 2 estimators and the static ranker x 4 truths
+    assert len(out.stdout.strip().splitlines()) == 1 + 3 * 4
     md = "\n".join(views_markdown(v))
     assert "The field's three views" in md and RECOMPUTE_SCRIPT.strip() in md
     assert "| otce |" in md

@@ -1,5 +1,5 @@
-"""Recompute views.json's model_selection weighted tau from cells.csv + truth.csv.
-Usage: python recompute_views.py docs/results/vision"""
+"""Recompute views.json's model_selection weighted tau from cells.csv + truth.csv, the
+static ranker's included. Usage: python recompute_views.py docs/results/vision"""
 import csv, json, sys
 from collections import defaultdict
 
@@ -20,14 +20,18 @@ if fixed and any(k[0] == "finetune_acc" for k in tru):  # transfer_acc: fine-tun
     tuned = {k[1] for k in tru if k[0] == "finetune_acc"}  # probe for a fixed encoder
     tru.update({("transfer_acc", *k[1:]): v for k, v in list(tru.items()) if k[0] == "finetune_acc"
                 or (k[0] == "logreg_acc" and k[2] in fixed and k[1] in tuned)})
+def static(t):  # the static ranker: an encoder's mean truth on the *other* targets
+    return {(tg, n): np.mean([v for k, v in tru.items() if k[0] == t and k[2] == n and k[1] != tg])
+            for (t2, tg, n) in tru if t2 == t and any(k[0] == t and k[2] == n and k[1] != tg for k in tru)}
 views, worst = json.load(open(f"{d}/views.json"))["model_selection"], 0.0
 for e, by_truth in views.items():
     for t, v in by_truth.items():
+        ev = {(e, *k): x for k, x in static(t).items()} if e == "static_ranker" else est
         taus = []  # per target, across the encoders that have both (at least 3)
         for tg in sorted({k[1] for k in tru if k[0] == t}):
-            encs = sorted(k[2] for k in tru if k[:2] == (t, tg) and (e, tg, k[2]) in est)
+            encs = sorted(k[2] for k in tru if k[:2] == (t, tg) and (e, tg, k[2]) in ev)
             if len(encs) >= 3:
-                taus.append(weightedtau([est[e, tg, n] for n in encs], [tru[t, tg, n] for n in encs])[0])
+                taus.append(weightedtau([ev[e, tg, n] for n in encs], [tru[t, tg, n] for n in encs])[0])
         taus = [x for x in taus if np.isfinite(x)]
         mine, theirs = (float(np.mean(taus)) if taus else None), v["weighted_tau"]["value"]
         if (mine is None) != (theirs is None):

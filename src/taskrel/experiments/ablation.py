@@ -208,15 +208,31 @@ def reference_task(config: Any, spec: RunSpec, encoder: str, union: str | None
             np.vstack([Xe, F[te]]), np.concatenate([ye2, off + yu[te]]))
 
 
-def _project(spec: RunSpec, config: Any, Xr: np.ndarray, *others: np.ndarray
-             ) -> list[np.ndarray]:
+#: The recent reference PCAs (key: suite, encoder, reference kind), so the runs of
+#: one encoder do not repeat the same SVD on every target (it was ~40 % of a vision
+#: cell); :func:`taskrel.experiments.inputs.pca` on the same array, so the same numbers.
+_PCA_MEMO: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+_PCA_MEMO_SIZE = 32  # > encoders x reference kinds of a suite (cells go target by target)
+
+
+def _project(spec: RunSpec, config: Any, Xr: np.ndarray, *others: np.ndarray,
+             key: tuple[Any, ...] | None = None) -> list[np.ndarray]:
     from .inputs import pca
 
     k = config.options.get("feature_dim", None) if spec.feature_dim == "suite" \
         else spec.feature_dim
     if k is None or int(k) >= Xr.shape[1]:
         return [Xr, *others]
-    mean, comps = pca(Xr, int(k))
+    full = (*key, Xr.shape) if key is not None else None
+    if full is None or full not in _PCA_MEMO:
+        mean, comps = pca(Xr, min(Xr.shape))
+        if full is not None:
+            while len(_PCA_MEMO) >= _PCA_MEMO_SIZE:
+                _PCA_MEMO.pop(next(iter(_PCA_MEMO)))
+            _PCA_MEMO[full] = (mean, comps)
+    else:
+        mean, comps = _PCA_MEMO[full]
+    comps = comps[:, :int(k)]
     return [(X - mean) @ comps for X in (Xr, *others)]
 
 
@@ -233,7 +249,8 @@ def run_cell(config: Any, spec: RunSpec, cell: Cell, union: str | None = None
     Xr, yr, Xe, ye = reference_task(config, spec, cell.encoder, union)
     tgt = unit_task(config, (cell.encoder, cell.target, "train"))
     Xt, yt = np.asarray(tgt.features, np.float64), np.asarray(tgt.labels)
-    Xr, Xe, Xt = _project(spec, config, Xr, Xe, Xt)
+    Xr, Xe, Xt = _project(spec, config, Xr, Xe, Xt,
+                          key=(config.name, cell.encoder, spec.reference, union))
     extra: dict[str, Any] = {"run": asdict(spec), "n_reference": int(yr.size),
                              "n_target": int(yt.size), "n_features": int(Xr.shape[1])}
     if spec.tau == "paper":

@@ -359,6 +359,9 @@ def clear_caches() -> None:
     _encoder_cached.cache_clear()
     _TASKS_CACHE.clear()
     _PCA_CACHE.clear()
+    from . import ablation
+
+    ablation._PCA_MEMO.clear()
 
 
 def pca(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:

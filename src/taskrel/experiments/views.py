@@ -111,7 +111,28 @@ _DEFINITIONS = {
     "ci": "95% percentile bootstrap (2.5 and 97.5 percentiles), seeded",
     "few_label": "view (i) with the estimator at that fraction of the target's "
                  "labelled training rows, against the fraction-1.0 truth",
+    "static_ranker": "a baseline that ignores the target: for target t each encoder is "
+                     "scored by its mean truth (the same truth column) on the other "
+                     "targets (leave-one-target-out); derived per truth, not a row of "
+                     "cells.csv",
+    "fidelity": "view (i): per target, over the pairs of encoders the estimator does not "
+                "tie, Pearson r between the score gap |s_i - s_j| and the truth gap "
+                "oriented by the score (truth of the higher-scored minus the other); mean "
+                "over targets. Our reading of Singh et al., ICLR 2026 ('How NOT to "
+                "benchmark your SITE metric'): do score gaps follow accuracy gaps? +1: "
+                "gaps proportional, 0: unrelated, < 0: larger gaps point the wrong way",
+    "vs_static": "weighted_tau_vs_static / regret_vs_static: the estimator's per-target "
+                 "statistic minus the static ranker's on the same targets, mean over "
+                 "targets; CI: targets resampled (paired). beats_static (from weighted tau): "
+                 "'better' when the CI of the difference is above 0, 'worse' when it is "
+                 "below 0, else 'level'",
+    "noise_ceiling": "how well the truth predicts itself: view (i) statistics of one "
+                     "truth seed used as the estimator against another seed, averaged "
+                     "over the ordered pairs of seeds per target, then over targets "
+                     "(null with a reason when the truth has one seed)",
 }
+#: The name of the derived static-ranker row in every view.
+STATIC_RANKER = "static_ranker"
 
 
 # ---------------------------------------------------------------------------------
@@ -321,7 +342,8 @@ def _per_target(E: np.ndarray, T: np.ndarray) -> tuple[dict[str, np.ndarray], in
     from scipy.stats import weightedtau
 
     n_t = E.shape[1]
-    stats = {k: np.full(n_t, np.nan) for k in ("weighted_tau", "pearson", "regret", "top1")}
+    stats = {k: np.full(n_t, np.nan)
+             for k in ("weighted_tau", "pearson", "regret", "top1", "fidelity")}
     skipped = 0
     for j in range(n_t):
         m = np.isfinite(E[:, j]) & np.isfinite(T[:, j])
@@ -334,13 +356,72 @@ def _per_target(E: np.ndarray, T: np.ndarray) -> tuple[dict[str, np.ndarray], in
         pick = int(np.argmax(e))
         stats["regret"][j] = t.max() - t[pick]
         stats["top1"][j] = float(t[pick] == t.max())
+        stats["fidelity"][j] = _fidelity(e, t)
     return stats, skipped
 
 
+def _fidelity(e: np.ndarray, t: np.ndarray) -> float:
+    """Pearson r over the pairs of encoders with different scores between the score
+    gap and the truth gap oriented by the score (see ``_DEFINITIONS["fidelity"]``);
+    NaN with fewer than 3 such pairs or constant gaps."""
+    i, j = np.triu_indices(e.size, 1)
+    ds, dt = e[i] - e[j], t[i] - t[j]
+    keep = ds != 0
+    if keep.sum() < 3:
+        return math.nan
+    return float(_masked_corr(np.abs(ds[keep]), np.sign(ds[keep]) * dt[keep]))
+
+
+def _static(T: np.ndarray) -> np.ndarray:
+    """The static ranker's scores: entry (encoder, target) is the encoder's mean truth
+    over the other targets (NaN where it has none, or no truth on that target)."""
+    ok = np.isfinite(T)
+    S = np.full(T.shape, np.nan)
+    for j in range(T.shape[1]):  # the mean of the others themselves, not total - own,
+        others = np.delete(T, j, axis=1)  # so equal means tie exactly
+        S[:, j] = _nanmean(others, axis=1)
+    return np.where(ok, S, np.nan)
+
+
 def _model_selection(E: np.ndarray, T: np.ndarray, n_boot: int, seed: int,
-                     keys: Sequence[str] = ("weighted_tau", "pearson", "regret", "top1")
-                     ) -> dict[str, Any]:
+                     keys: Sequence[str] = ("weighted_tau", "pearson", "regret", "top1",
+                                            "fidelity"),
+                     static: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """View (i) from the matrices; with ``static`` (the static ranker's per-target
+    statistics), also the paired differences against it."""
     stats, skipped = _per_target(E, T)
+    out = _summaries(stats, skipped, keys, n_boot, seed)
+    if static is not None:
+        out.update(_vs_static(stats, static, n_boot, seed))
+    return out
+
+
+def _vs_static(stats: dict[str, np.ndarray], static: dict[str, np.ndarray], n_boot: int,
+               seed: int) -> dict[str, Any]:
+    """Per-target differences against the static ranker, paired over targets."""
+    out: dict[str, Any] = {}
+    for k in ("weighted_tau", "regret"):
+        d = stats[k] - static[k]
+        d = d[np.isfinite(d)]
+        idx = np.random.default_rng(seed).integers(0, d.size or 1, (n_boot, d.size))
+        out[f"{k}_vs_static"] = _stat(
+            float(_nanmean(d)) if d.size else math.nan,
+            _nanmean(d[idx]) if d.size else None,
+            "no target where both the estimator and the static ranker have a value")
+    s = out["weighted_tau_vs_static"]
+    verdict = None
+    if s["value"] is not None:
+        verdict = "level"
+        if s["ci_low"] is not None and s["ci_low"] > 0:
+            verdict = "better"
+        elif s["ci_high"] is not None and s["ci_high"] < 0:
+            verdict = "worse"
+    out["beats_static"] = verdict
+    return out
+
+
+def _summaries(stats: dict[str, np.ndarray], skipped: int, keys: Sequence[str],
+               n_boot: int, seed: int) -> dict[str, Any]:
     used = np.isfinite(stats["regret"])
     out: dict[str, Any] = {}
     idx = np.random.default_rng(seed).integers(0, int(used.sum()) or 1,
@@ -473,25 +554,78 @@ def compute_views(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[st
     tgts = sorted({p[1] for d in (*est.values(), *tru.values()) for p in d})
     truths = [t for t in TRUTH_SOURCES if (t, 1.0) in tru] + sorted(
         {t for t, _ in tru} - set(TRUTH_SOURCES))
+    if STATIC_RANKER in hib:
+        raise TaskrelInputError(
+            f"`cells` must not hold an estimator named {STATIC_RANKER!r}: that row is "
+            "derived from the truth in every view")
     views: dict[str, Any] = {"meta": _meta(cells, truth, hib, truths, encs, tgts, K,
                                            n_boot, seed),
                              "model_selection": {}, "within_encoder": {}, "pooled": {},
-                             "few_label": {}}
-    for e in hib:
-        for t in truths:
-            T = _matrix(tru[(t, 1.0)], encs, tgts)
-            E = _matrix(est.get((e, 1.0), {}), encs, tgts)
-            Tn = _normalized(T, tgts, K) if t in _ACCURACY_TRUTHS else None
+                             "few_label": {}, "noise_ceiling": {}}
+    views["meta"]["estimators"][STATIC_RANKER] = {"higher_is_better": True,
+                                                  "derived": True}
+    for t in truths:
+        T = _matrix(tru[(t, 1.0)], encs, tgts)
+        Tn = _normalized(T, tgts, K) if t in _ACCURACY_TRUTHS else None
+        S = _static(T)
+        static_stats, _ = _per_target(S, T)
+        for e in [*hib, STATIC_RANKER]:
+            E = S if e == STATIC_RANKER else _matrix(est.get((e, 1.0), {}), encs, tgts)
             views["model_selection"].setdefault(e, {})[t] = _model_selection(
-                E, T, n_boot, seed)
+                E, T, n_boot, seed, static=None if e == STATIC_RANKER else static_stats)
             views["within_encoder"].setdefault(e, {})[t] = _within_encoder(
                 E, T, Tn, encs, n_boot, seed)
             views["pooled"].setdefault(e, {})[t] = _pooled(E, T, Tn, n_boot, seed)
+            if e == STATIC_RANKER:
+                continue
             views["few_label"].setdefault(e, {})[t] = {
                 f"{fr:g}": _model_selection(_matrix(vals, encs, tgts), T, n_boot, seed,
                                             ("weighted_tau", "regret"))
                 for (name, fr), vals in sorted(est.items()) if name == e}
+        views["noise_ceiling"][t] = _noise_ceiling(truth, t, encs, tgts, n_boot, seed)
     return views
+
+
+def _truth_by_seed(truth: Sequence[Mapping[str, Any]]
+                   ) -> dict[int, dict[str, dict[tuple[str, str], float]]]:
+    """``{seed: {truth name: {(encoder, target): oriented value}}}``, with the derived
+    :data:`TRANSFER_TRUTH` per seed as in :func:`compute_views`."""
+    names = {r["truth"] for r in truth}
+    sign = {t: 1.0 if TRUTH_SOURCES.get(t, ("", None, True))[2] else -1.0 for t in names}
+    out: dict[int, dict[str, dict[tuple[str, str], float]]] = {}
+    for sd in sorted({int(r["seed"]) for r in truth}):
+        m = _means([{**r, "fraction": 1.0} for r in truth if int(r["seed"]) == sd],
+                   "truth", sign)
+        transfer = _transfer(m)
+        if transfer:
+            m[(TRANSFER_TRUTH, 1.0)] = transfer
+        out[sd] = {name: vals for (name, _), vals in m.items()}
+    return out
+
+
+def _noise_ceiling(truth: Sequence[Mapping[str, Any]], t: str, encs: Sequence[str],
+                   tgts: Sequence[str], n_boot: int, seed: int) -> dict[str, Any]:
+    """View (i) of one truth seed against another (``_DEFINITIONS["noise_ceiling"]``)."""
+    by_seed = {sd: _matrix(v[t], encs, tgts) for sd, v in _truth_by_seed(truth).items()
+               if t in v}
+    seeds = sorted(by_seed)
+    if len(seeds) < 2:
+        return {"reason": f"the truth {t!r} has {len(seeds)} seed(s); the noise ceiling "
+                          "needs at least 2", "seeds": seeds}
+    keys = ("weighted_tau", "regret", "top1")
+    per = {k: [] for k in keys}
+    for a in seeds:
+        for b in seeds:
+            if a != b:
+                st, _ = _per_target(by_seed[a], by_seed[b])
+                for k in keys:
+                    per[k].append(st[k])
+    with np.errstate(invalid="ignore"):
+        stats = {k: _nanmean(np.vstack(v), axis=0) for k, v in per.items()}
+    out = _summaries(stats, 0, keys, n_boot, seed)
+    out.pop("n_targets_skipped", None)
+    out["seeds"] = seeds
+    return out
 
 
 def _transfer(tru: Mapping[tuple[Any, ...], Mapping[tuple[str, str], float]]
@@ -583,6 +717,38 @@ def _table(view: Mapping[str, Mapping[str, Mapping[str, Any]]], stat: str,
     return "\n".join(lines) + "\n"
 
 
+def _vs_static_table(view: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                     truths: Sequence[str]) -> str:
+    lines = ["| estimator | " + " | ".join(truths) + " |", "|" + "---|" * (len(truths) + 1)]
+    for est, by in view.items():
+        if est == STATIC_RANKER:
+            continue
+        cells = []
+        for t in truths:
+            d = by.get(t) or {}
+            txt = _cell_text(d.get("weighted_tau_vs_static"))
+            cells.append(txt if txt == "-" else f"{txt} {d.get('beats_static')}")
+        lines.append(f"| {est} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _noise_md(views: Mapping[str, Any], truths: Sequence[str]) -> list[str]:
+    nc = views.get("noise_ceiling") or {}
+    lines = []
+    for t in truths:
+        d = nc.get(t) or {}
+        if "weighted_tau" in d:
+            lines.append(f"- `{t}`: weighted tau {_cell_text(d['weighted_tau'])}, regret "
+                         f"{_cell_text(d['regret'])} (seeds {d['seeds']})")
+        elif d:
+            lines.append(f"- `{t}`: {d['reason']}")
+    if not lines:
+        return []
+    return ["Noise ceiling (one truth seed as the estimator of another, view (i)): no "
+            "estimator can be expected to agree with the truth better than the truth "
+            "agrees with itself:", "", *lines, ""]
+
+
 def _winners(views: Mapping[str, Any], truths: Sequence[str]) -> list[str]:
     """One line per (view, truth): the best estimator and where task-relatedness is."""
     out = []
@@ -595,9 +761,10 @@ def _winners(views: Mapping[str, Any], truths: Sequence[str]) -> list[str]:
                 continue
             order = sorted(vals, key=lambda e: -vals[e])
             line = (f"- {view} {stat} vs {t}: best {order[0]} ({vals[order[0]]:.3f})")
-            if "task_relatedness" in vals:
-                line += (f"; task_relatedness {vals['task_relatedness']:.3f} (rank "
-                         f"{order.index('task_relatedness') + 1} of {len(order)})")
+            for name in ("task_relatedness", STATIC_RANKER):
+                if name in vals:
+                    line += (f"; {name} {vals[name]:.3f} (rank "
+                             f"{order.index(name) + 1} of {len(order)})")
             out.append(line + ".")
     return out
 
@@ -627,6 +794,16 @@ def views_markdown(views: Mapping[str, Any]) -> list[str]:
           "![view (i) weighted tau](views_model_selection.png)", "",
           "Top-1 regret (best truth - the pick's truth), mean over targets:", "",
           _table(views["model_selection"], "regret", truths),
+          f"Against the static ranker (`{STATIC_RANKER}`: each encoder scored by its mean "
+          "truth on the other targets, ignoring the target): weighted tau minus the "
+          "static ranker's on the same targets, CI paired over targets, and the verdict "
+          "(better / level / worse: the CI above, across or below 0):", "",
+          _vs_static_table(views["model_selection"], truths),
+          "Fidelity (do score gaps follow truth gaps? Pearson r per target between the "
+          "score gap and the score-oriented truth gap over pairs of encoders, mean over "
+          "targets; after Singh et al., ICLR 2026):", "",
+          _table(views["model_selection"], "fidelity", truths),
+          *_noise_md(views, truths),
           "### (ii) Within an encoder across targets (paper Fig. 4)", "",
           "Pearson r per encoder, mean over encoders (CI: targets resampled):", "",
           _table(views["within_encoder"], "pearson", truths),
@@ -691,8 +868,8 @@ def views_figure(views: Mapping[str, Any]) -> Any:
 #: Recomputes ``views.json``'s view (i) weighted tau from ``cells.csv`` + ``truth.csv``
 #: (``docs/results/recompute_views.py`` is this text).
 RECOMPUTE_SCRIPT = '''\
-"""Recompute views.json's model_selection weighted tau from cells.csv + truth.csv.
-Usage: python recompute_views.py docs/results/vision"""
+"""Recompute views.json's model_selection weighted tau from cells.csv + truth.csv, the
+static ranker's included. Usage: python recompute_views.py docs/results/vision"""
 import csv, json, sys
 from collections import defaultdict
 
@@ -713,14 +890,18 @@ if fixed and any(k[0] == "finetune_acc" for k in tru):  # transfer_acc: fine-tun
     tuned = {k[1] for k in tru if k[0] == "finetune_acc"}  # probe for a fixed encoder
     tru.update({("transfer_acc", *k[1:]): v for k, v in list(tru.items()) if k[0] == "finetune_acc"
                 or (k[0] == "logreg_acc" and k[2] in fixed and k[1] in tuned)})
+def static(t):  # the static ranker: an encoder's mean truth on the *other* targets
+    return {(tg, n): np.mean([v for k, v in tru.items() if k[0] == t and k[2] == n and k[1] != tg])
+            for (t2, tg, n) in tru if t2 == t and any(k[0] == t and k[2] == n and k[1] != tg for k in tru)}
 views, worst = json.load(open(f"{d}/views.json"))["model_selection"], 0.0
 for e, by_truth in views.items():
     for t, v in by_truth.items():
+        ev = {(e, *k): x for k, x in static(t).items()} if e == "static_ranker" else est
         taus = []  # per target, across the encoders that have both (at least 3)
         for tg in sorted({k[1] for k in tru if k[0] == t}):
-            encs = sorted(k[2] for k in tru if k[:2] == (t, tg) and (e, tg, k[2]) in est)
+            encs = sorted(k[2] for k in tru if k[:2] == (t, tg) and (e, tg, k[2]) in ev)
             if len(encs) >= 3:
-                taus.append(weightedtau([est[e, tg, n] for n in encs], [tru[t, tg, n] for n in encs])[0])
+                taus.append(weightedtau([ev[e, tg, n] for n in encs], [tru[t, tg, n] for n in encs])[0])
         taus = [x for x in taus if np.isfinite(x)]
         mine, theirs = (float(np.mean(taus)) if taus else None), v["weighted_tau"]["value"]
         if (mine is None) != (theirs is None):

@@ -1,0 +1,146 @@
+"""The static ranker, fidelity, the paired comparison against the static ranker and the
+truth's noise ceiling in the views, on hand-made matrices whose values are derived by hand
+in the comments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import weightedtau
+
+from taskrel.exceptions import TaskrelInputError
+from taskrel.experiments.views import STATIC_RANKER, compute_views, views_markdown
+
+
+def _tables(truth, scores=None, *, est="score", truth_seeds=None):
+    """cells/truth rows from ``truth[e][j]`` (finetune accuracy) and ``scores[e][j]``;
+    ``truth_seeds`` maps seed -> truth matrix (default: one seed, ``truth``)."""
+    cells, rows = [], []
+    for s, tr in (truth_seeds or {0: truth}).items():
+        for e, accs in tr.items():
+            for j, a in enumerate(accs):
+                rows.append({"encoder": e, "target": f"t{j}", "truth": "finetune_acc",
+                             "seed": s, "value": a})
+    for e, vals in (scores or {}).items():
+        for j, v in enumerate(vals):
+            cells.append({"encoder": e, "target": f"t{j}", "fraction": 1.0, "seed": 0,
+                          "estimator": est, "value": v, "higher_is_better": True})
+    return cells, rows
+
+
+#: 4 encoders x 3 targets.
+TRUTH = {"a": [0.50, 0.60, 0.90], "b": [0.60, 0.90, 0.70],
+         "c": [0.70, 0.50, 0.60], "d": [0.90, 0.70, 0.50]}
+
+
+def test_static_ranker_is_the_leave_one_target_out_mean_by_hand():
+    # Static score of (a, t0) = mean(0.60, 0.90) = 0.75; b: 0.80; c: 0.55; d: 0.60.
+    # On t0 the truth is a 0.5, b 0.6, c 0.7, d 0.9, so weightedtau([.75,.8,.55,.6],
+    # [.5,.6,.7,.9]); likewise t1 and t2. The view's value is the mean of the three.
+    S = {0: [0.75, 0.80, 0.55, 0.60], 1: [0.70, 0.65, 0.65, 0.70],
+         2: [0.55, 0.75, 0.60, 0.80]}
+    want = np.mean([weightedtau(S[j], [TRUTH[e][j] for e in "abcd"]).statistic
+                    for j in range(3)])
+    cells, truth = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH})
+    v = compute_views(cells, truth, n_boot=50)
+    got = v["model_selection"][STATIC_RANKER]["finetune_acc"]
+    assert got["weighted_tau"]["value"] == pytest.approx(want, abs=1e-12)
+    assert v["meta"]["estimators"][STATIC_RANKER]["derived"] is True
+    # Every view has the row; the few-label sweep does not (no fractions).
+    for view in ("within_encoder", "pooled"):
+        assert "finetune_acc" in v[view][STATIC_RANKER]
+    assert STATIC_RANKER not in v["few_label"]
+
+
+def test_a_target_independent_zoo_is_solved_by_the_static_ranker():
+    # Truth = encoder quality + a target offset: the order is the same on every target,
+    # so the static ranker orders each target exactly (tau 1, regret 0), and an
+    # estimator equal to the truth is level with it (difference 0 on every target).
+    q = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5}
+    truth = {e: [x + off for off in (0.3, 0.4, 0.45, 0.2)] for e, x in q.items()}
+    cells, rows = _tables(truth, truth)
+    ms = compute_views(cells, rows, n_boot=50)["model_selection"]
+    st = ms[STATIC_RANKER]["finetune_acc"]
+    assert st["weighted_tau"]["value"] == pytest.approx(1.0)
+    assert st["regret"]["value"] == pytest.approx(0.0)
+    sc = ms["score"]["finetune_acc"]
+    assert sc["weighted_tau_vs_static"]["value"] == pytest.approx(0.0)
+    assert sc["beats_static"] == "level"
+
+
+def test_an_estimator_that_reads_the_target_beats_the_static_ranker():
+    # Each encoder's accuracies are the same six numbers, cyclically shifted over six
+    # targets, so an encoder's leave-one-target-out mean is (sum - own) / 5: strictly
+    # decreasing in its own truth. The static ranker orders every target exactly
+    # backwards (tau -1), and the truth itself (tau +1) beats it on every target.
+    base = [0.9, 0.7, 0.6, 0.5, 0.4, 0.3]
+    encs = "abcdef"
+    truth = {e: [base[(i - j) % 6] for j in range(6)] for i, e in enumerate(encs)}
+    cells, rows = _tables(truth, truth)
+    ms = compute_views(cells, rows, n_boot=200)["model_selection"]
+    assert ms[STATIC_RANKER]["finetune_acc"]["weighted_tau"]["value"] == pytest.approx(-1)
+    sc = ms["score"]["finetune_acc"]
+    assert sc["weighted_tau"]["value"] == pytest.approx(1.0)
+    assert sc["weighted_tau_vs_static"]["value"] == pytest.approx(2.0)
+    assert sc["beats_static"] == "better"
+
+
+def test_an_estimator_below_the_static_ranker_is_worse():
+    # The target-independent zoo (static tau 1) and an estimator ordering every
+    # target backwards (tau -1): difference -2 on every target.
+    q = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5}
+    truth = {e: [x + off for off in (0.3, 0.4, 0.45, 0.2)] for e, x in q.items()}
+    cells, rows = _tables(truth, {e: [-x for x in v] for e, v in truth.items()})
+    sc = compute_views(cells, rows, n_boot=50)["model_selection"]["score"]["finetune_acc"]
+    assert sc["weighted_tau_vs_static"]["value"] == pytest.approx(-2.0)
+    assert sc["beats_static"] == "worse"
+
+
+def test_fidelity_by_hand():
+    # score = 2 acc + 1: every score gap is twice the truth gap, same sign: r = +1.
+    cells, rows = _tables(TRUTH, {e: [2 * a + 1 for a in TRUTH[e]] for e in TRUTH})
+    f = compute_views(cells, rows, n_boot=20)["model_selection"]["score"]["finetune_acc"]
+    assert f["fidelity"]["value"] == pytest.approx(1.0)
+    # score = -acc: the higher-scored encoder of every pair is worse by exactly the
+    # gap: truth gap oriented by the score = -|score gap|, r = -1.
+    cells, rows = _tables(TRUTH, {e: [-a for a in TRUTH[e]] for e in TRUTH})
+    f = compute_views(cells, rows, n_boot=20)["model_selection"]["score"]["finetune_acc"]
+    assert f["fidelity"]["value"] == pytest.approx(-1.0)
+    # Right order, wrong gaps: scores 1, 2, 3, 4 against truths 0.5, 0.6, 0.7, 0.9 on
+    # t0. Pairs (score gap, truth gap): (1, .1) (2, .2) (3, .4) (1, .1) (2, .3) (1, .2):
+    # Pearson r of those six pairs, computed here.
+    x, y = np.array([1, 2, 3, 1, 2, 1.0]), np.array([.1, .2, .4, .1, .3, .2])
+    cells, rows = _tables({e: TRUTH[e][:1] * 3 for e in TRUTH},
+                          {e: [float(i + 1)] * 3 for i, e in enumerate("abcd")})
+    f = compute_views(cells, rows, n_boot=20)["model_selection"]["score"]["finetune_acc"]
+    assert f["fidelity"]["value"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+
+
+def test_noise_ceiling_from_truth_seeds():
+    cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH})
+    nc = compute_views(cells, rows, n_boot=20)["noise_ceiling"]["finetune_acc"]
+    assert "weighted_tau" not in nc and "1 seed" in nc["reason"]
+    # Seed 1 = seed 0: the truth agrees with itself perfectly.
+    cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH},
+                          truth_seeds={0: TRUTH, 1: TRUTH})
+    nc = compute_views(cells, rows, n_boot=20)["noise_ceiling"]["finetune_acc"]
+    assert nc["weighted_tau"]["value"] == pytest.approx(1.0)
+    assert nc["regret"]["value"] == pytest.approx(0.0) and nc["seeds"] == [0, 1]
+    # Seed 1 swaps a and d on t0: seed 0's pick (d, 0.9) has 0.5 under seed 1 and vice
+    # versa, so regret 0.4 on t0 both ways, 0 elsewhere: mean 0.4 / 3.
+    swapped = {**TRUTH, "a": [0.9, *TRUTH["a"][1:]], "d": [0.5, *TRUTH["d"][1:]]}
+    cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH},
+                          truth_seeds={0: TRUTH, 1: swapped})
+    v = compute_views(cells, rows, n_boot=20)
+    nc = v["noise_ceiling"]["finetune_acc"]
+    assert nc["regret"]["value"] == pytest.approx(0.4 / 3)
+    t0 = weightedtau([TRUTH[e][0] for e in "abcd"], [swapped[e][0] for e in "abcd"])
+    assert nc["weighted_tau"]["value"] == pytest.approx((t0.statistic + 2) / 3)
+    md = "\n".join(views_markdown(v))
+    assert "Noise ceiling" in md and STATIC_RANKER in md and "Fidelity" in md
+
+
+def test_an_estimator_named_like_the_static_ranker_is_refused():
+    cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH}, est=STATIC_RANKER)
+    with pytest.raises(TaskrelInputError, match="static_ranker"):
+        compute_views(cells, rows, n_boot=10)
