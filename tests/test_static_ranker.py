@@ -144,3 +144,20 @@ def test_an_estimator_named_like_the_static_ranker_is_refused():
     cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH}, est=STATIC_RANKER)
     with pytest.raises(TaskrelInputError, match="static_ranker"):
         compute_views(cells, rows, n_boot=10)
+
+
+def test_label_free_estimators_are_marked_and_get_their_own_table():
+    from taskrel.experiments.views import label_free
+
+    assert label_free("rankme") and label_free("etran_energy")
+    assert label_free("task_relatedness_unlabeled")
+    assert not label_free("knn_accuracy") and not label_free("task_relatedness")
+    assert not label_free("not_a_score")
+    cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH}, est="rankme")
+    v = compute_views(cells, rows, n_boot=20)
+    assert v["meta"]["estimators"]["rankme"]["label_free"] is True
+    md = "\n".join(views_markdown(v))
+    assert "Label-free" in md
+    cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH}, est="logme")
+    assert "Label-free" not in "\n".join(views_markdown(compute_views(cells, rows,
+                                                                     n_boot=20)))

@@ -54,7 +54,7 @@ from .._internal.serialize import atomic_write_text, csv_text
 from ..exceptions import TaskrelInputError
 from .suite import REFERENCE_TARGET
 
-__all__ = ["TRUTH_SOURCES", "TRANSFER_TRUTH", "CELLS_COLUMNS", "TRUTH_COLUMNS", "TARGETS_COLUMNS",
+__all__ = ["TRUTH_SOURCES", "TRANSFER_TRUTH", "STATIC_RANKER", "label_free", "CELLS_COLUMNS", "TRUTH_COLUMNS", "TARGETS_COLUMNS",
            "RECOMPUTE_SCRIPT", "cells_table", "truth_table",
            "targets_table", "export_tables", "suite_classes", "cluster_resample",
            "compute_views", "write_views", "views_markdown", "views_figure"]
@@ -242,6 +242,21 @@ def suite_classes(config: Any, rows: Sequence[Mapping[str, Any]] = (), *,
         if k is not None and k >= 2:
             out[spec.name] = k
     return out
+
+
+def label_free(name: str) -> bool:
+    """True when the estimator reads no target label: a registered score without
+    ``labels`` among its inputs, or task-relatedness without labels. An estimator the
+    registry does not know counts as labelled."""
+    from ..scores import get_score
+    from .estimators import UNLABELED
+
+    if name == UNLABELED:
+        return True
+    try:
+        return "labels" not in get_score(name).inputs
+    except TaskrelInputError:
+        return False
 
 
 def _finite(v: Any) -> float | None:
@@ -563,7 +578,7 @@ def compute_views(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[st
                              "model_selection": {}, "within_encoder": {}, "pooled": {},
                              "few_label": {}, "noise_ceiling": {}}
     views["meta"]["estimators"][STATIC_RANKER] = {"higher_is_better": True,
-                                                  "derived": True}
+                                                  "derived": True, "label_free": True}
     for t in truths:
         T = _matrix(tru[(t, 1.0)], encs, tgts)
         Tn = _normalized(T, tgts, K) if t in _ACCURACY_TRUTHS else None
@@ -660,7 +675,8 @@ def _meta(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[str, Any]]
         "fractions": sorted({float(r["fraction"]) for r in cells}),
         "n_boot": int(n_boot), "bootstrap_seed": int(seed), "ci_level": 0.95,
         "encoders": list(encs), "targets": list(tgts),
-        "estimators": {e: {"higher_is_better": h} for e, h in hib.items()},
+        "estimators": {e: {"higher_is_better": h, "label_free": label_free(e)}
+                       for e, h in hib.items()},
         "truths": {t: {"higher_is_better": TRUTH_SOURCES.get(t, ("", None, True))[2],
                        "store_estimator": TRUTH_SOURCES.get(t, (None,))[0]}
                    for t in truths},
@@ -730,6 +746,18 @@ def _vs_static_table(view: Mapping[str, Mapping[str, Mapping[str, Any]]],
             cells.append(txt if txt == "-" else f"{txt} {d.get('beats_static')}")
         lines.append(f"| {est} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _label_free_md(views: Mapping[str, Any], truths: Sequence[str]) -> list[str]:
+    """View (i) restricted to the estimators that read no target label."""
+    meta = views["meta"]["estimators"]
+    free = {e: by for e, by in views["model_selection"].items()
+            if (meta.get(e) or {}).get("label_free")}
+    if set(free) <= {STATIC_RANKER}:
+        return []
+    return ["Label-free (no target label read; the static ranker reads none of the "
+            "target either): weighted tau, mean over targets:", "",
+            _table(free, "weighted_tau", truths)]
 
 
 def _noise_md(views: Mapping[str, Any], truths: Sequence[str]) -> list[str]:
@@ -804,6 +832,7 @@ def views_markdown(views: Mapping[str, Any]) -> list[str]:
           "targets; after Singh et al., ICLR 2026):", "",
           _table(views["model_selection"], "fidelity", truths),
           *_noise_md(views, truths),
+          *_label_free_md(views, truths),
           "### (ii) Within an encoder across targets (paper Fig. 4)", "",
           "Pearson r per encoder, mean over encoders (CI: targets resampled):", "",
           _table(views["within_encoder"], "pearson", truths),
