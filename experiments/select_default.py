@@ -1,0 +1,224 @@
+"""Which estimators should `taskrel rank` vote with? Measured, not chosen (issue 24).
+
+    python experiments/select_default.py            # writes docs/results/default_selection.*
+
+Reads the committed exports of both suites (``docs/results/<suite>/cells.csv`` and
+``truth.csv``, fraction 1.0, seed means) and scores every candidate voter set:
+
+- each single estimator, and every consensus of 2 or 3 estimators from the pool (the
+  consensus is `taskrel rank`'s: per target, each member ranks the encoders with average
+  ranks, the consensus is the mean rank; an encoder without every member's value is left
+  out of that target);
+- labelled candidates from the estimators that read the target's labels, label-free
+  candidates (for ``--no-labels``) from those that read none;
+- the static ranker (an encoder's mean truth on the other targets) beside them.
+
+A candidate's score is view (i)'s weighted tau (``scipy.stats.weightedtau``, defaults)
+per target, averaged over targets, then over the selection cells (suite, truth):
+``SELECTION_CELLS``. The CI of the best candidates resamples targets within each suite
+(1000 resamples, seeded). A consensus is kept as the default only if it beats each of its
+members on that mean; otherwise the best single estimator is the default. Writes
+``docs/results/default_selection.csv`` (every candidate) and ``.md`` (the top rows, the
+verdict and the numbers the README quotes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+#: (suite, truth) pairs the default is chosen on: the tuned probe and the end-to-end
+#: truth of each suite (``transfer_acc`` on text: fine-tuning, or the probe for the
+#: encoder that cannot be fine-tuned).
+SELECTION_CELLS = (("vision", "logreg_acc"), ("vision", "finetune_acc"),
+                   ("text", "logreg_acc"), ("text", "transfer_acc"))
+#: The largest consensus tried (every estimator, task-relatedness included, is a
+#: candidate member, so the table says how each would do).
+MAX_SIZE = 3
+
+
+def _read(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load(suite: str) -> tuple[dict, dict, list[str], list[str], dict[str, bool]]:
+    """Seed-mean oriented matrices of a suite: ``est[name]`` and ``truth[name]`` are
+    (encoders x targets) arrays (NaN where missing)."""
+    from taskrel.experiments.views import _means, _transfer, TRUTH_SOURCES
+
+    d = ROOT / "docs" / "results" / suite
+    cells = [r for r in _read(d / "cells.csv") if float(r["fraction"]) == 1.0]
+    truth = _read(d / "truth.csv")
+    hib = {r["estimator"]: r["higher_is_better"] == "True" for r in cells}
+    est = _means(cells, "estimator", {e: 1.0 if h else -1.0 for e, h in hib.items()})
+    tru = _means([{**r, "fraction": 1.0} for r in truth], "truth",
+                 {t: 1.0 if TRUTH_SOURCES.get(t, ("", None, True))[2] else -1.0
+                  for t in {r["truth"] for r in truth}})
+    tr = _transfer(tru)
+    if tr:
+        tru[("transfer_acc", 1.0)] = tr
+    encs = sorted({p[0] for v in (*est.values(), *tru.values()) for p in v})
+    tgts = sorted({p[1] for v in (*est.values(), *tru.values()) for p in v})
+    from taskrel.experiments.views import _matrix
+
+    E = {name: _matrix(v, encs, tgts) for (name, _), v in est.items()}
+    T = {name: _matrix(v, encs, tgts) for (name, _), v in tru.items()}
+    return E, T, encs, tgts, hib
+
+
+def consensus(mats: list[np.ndarray]) -> np.ndarray:
+    """Minus the mean of the members' average ranks per target column (higher =
+    better, as the views orient); NaN for an encoder any member lacks there."""
+    from scipy.stats import rankdata
+
+    out = np.full(mats[0].shape, np.nan)
+    ok = np.all([np.isfinite(M) for M in mats], axis=0)
+    for j in range(out.shape[1]):
+        m = ok[:, j]
+        if m.sum() == 0:
+            continue
+        ranks = [rankdata(-M[m, j], method="average") for M in mats]
+        out[m, j] = -np.mean(ranks, axis=0)
+    return out
+
+
+def per_target_tau(E: np.ndarray, T: np.ndarray) -> np.ndarray:
+    from taskrel.experiments.views import _per_target
+
+    return _per_target(E, T)[0]["weighted_tau"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from taskrel.experiments.views import _static, label_free
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--top", type=int, default=15, help="rows in the markdown tables")
+    a = ap.parse_args(argv)
+    data = {s: load(s) for s in {s for s, _ in SELECTION_CELLS}}
+    common = set.intersection(*(set(d[0]) for d in data.values()))
+    pools = {"labelled": sorted(e for e in common if not label_free(e)),
+             "label-free": sorted(e for e in common if label_free(e))}
+    rows, taus = [], {}
+    for mode, pool in pools.items():
+        cands = [c for k in range(1, MAX_SIZE + 1) for c in itertools.combinations(pool, k)]
+        for c in cands + ([("static_ranker",)] if mode == "labelled" else []):
+            per_cell = {}
+            for s, t in SELECTION_CELLS:
+                E, T, *_ = data[s]
+                if t not in T:
+                    sys.exit(f"select_default.py: {s} has no truth {t!r}")
+                M = _static(T[t]) if c == ("static_ranker",) else consensus(
+                    [E[e] for e in c])
+                per_cell[(s, t)] = per_target_tau(M, T[t])
+            taus[mode, c] = per_cell
+            means = {k: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+                     for k, v in per_cell.items()}
+            rows.append({"mode": mode, "voters": "+".join(c), "size": len(c),
+                         "mean_view_i": float(np.mean(list(means.values()))),
+                         **{f"{s}_{t}": means[s, t] for s, t in SELECTION_CELLS}})
+    rows.sort(key=lambda r: (r["mode"], -np.nan_to_num(r["mean_view_i"], nan=-9)))
+
+    def boot(mode: str, c: tuple[str, ...]) -> tuple[float, float]:
+        """CI of the mean over cells: targets resampled within each suite (the same
+        resampled targets for both truths of a suite)."""
+        draws = np.zeros(a.n_boot)
+        by_suite = defaultdict(list)
+        for (s, t), v in taus[mode, c].items():
+            by_suite[s].append(v)
+        n_cells = sum(len(v) for v in by_suite.values())
+        for k, (s, vs) in enumerate(sorted(by_suite.items())):
+            idx = np.random.default_rng([0, k]).integers(0, vs[0].size,
+                                                         (a.n_boot, vs[0].size))
+            for v in vs:
+                with np.errstate(invalid="ignore"):
+                    draws += np.nanmean(v[idx], axis=1) / n_cells
+        lo, hi = np.percentile(draws, [2.5, 97.5])
+        return float(lo), float(hi)
+
+    verdict = {}
+    for mode in pools:
+        mine = [r for r in rows if r["mode"] == mode and r["voters"] != "static_ranker"]
+        for r in mine[:a.top]:
+            r["ci_low"], r["ci_high"] = boot(mode, tuple(r["voters"].split("+")))
+        singles = {r["voters"]: r["mean_view_i"] for r in mine if r["size"] == 1}
+        best = mine[0]
+        members = best["voters"].split("+")
+        if len(members) > 1 and not all(best["mean_view_i"] > singles[m] for m in members):
+            best = max((r for r in mine if r["size"] == 1), key=lambda r: r["mean_view_i"])
+        verdict[mode] = best
+    # The winner of ~600 candidates is picked on the same numbers it is scored on, so
+    # its score is optimistic. Out of suite: pick on one suite alone, score on the other.
+    suites = sorted({s for s, _ in SELECTION_CELLS})
+    held_out = []
+    for mode in pools:
+        mine = [r for r in rows if r["mode"] == mode and r["voters"] != "static_ranker"]
+        for s in suites:
+            def on(r, suite):
+                return float(np.mean([r[f"{x}_{t}"] for x, t in SELECTION_CELLS
+                                      if x == suite]))
+            other = [x for x in suites if x != s]
+            pick = max(mine, key=lambda r: np.nan_to_num(
+                np.mean([on(r, x) for x in other]), nan=-9))
+            held_out.append({"mode": mode, "held_out_suite": s, "picked_on": "+".join(other),
+                             "voters": pick["voters"], "score_held_out": on(pick, s),
+                             "default_held_out": on(verdict[mode], s)})
+    cols = ["mode", "voters", "size", "mean_view_i", "ci_low", "ci_high",
+            *[f"{s}_{t}" for s, t in SELECTION_CELLS]]
+    from taskrel._internal.serialize import atomic_write_text, csv_text
+
+    out = ROOT / "docs" / "results"
+    atomic_write_text(out / "default_selection.csv",
+                      csv_text([{k: r.get(k) for k in cols} for r in rows], cols))
+    static = next(r for r in rows if r["voters"] == "static_ranker")
+    md = ["# Which estimators `taskrel rank` votes with (measured)", "",
+          "Generated by `python experiments/select_default.py` from the committed "
+          "`docs/results/{vision,text}/cells.csv` and `truth.csv`. Score: view (i) "
+          "weighted tau per target, mean over targets, then over "
+          + ", ".join(f"{s} `{t}`" for s, t in SELECTION_CELLS)
+          + ". A consensus is the mean of its members' average ranks, as `taskrel rank` "
+          "computes it. 95 % CI: targets resampled within each suite. The static "
+          f"ranker (ignores the target) scores {static['mean_view_i']:.3f} on the same "
+          "mean.", ""]
+    for mode in pools:
+        v = verdict[mode]
+        md += [f"## {mode}", "",
+               f"Default: **{v['voters']}** (mean {v['mean_view_i']:.3f}"
+               + (f", CI [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" if "ci_low" in v else "")
+               + ").", "",
+               "| voters | mean | CI | " + " | ".join(f"{s} {t}" for s, t in SELECTION_CELLS)
+               + " |", "|---|---|---|" + "---|" * len(SELECTION_CELLS)]
+        shown = [r for r in rows if r["mode"] == mode][:a.top]
+        if mode == "labelled" and static not in shown:
+            shown.append(static)
+        for r in shown:
+            ci = f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if "ci_low" in r else "-"
+            md.append(f"| {r['voters']} | {r['mean_view_i']:.3f} | {ci} | " + " | ".join(
+                f"{r[f'{s}_{t}']:.3f}" for s, t in SELECTION_CELLS) + " |")
+        md.append("")
+    md += ["## Out of suite", "",
+           "The default above is picked on the numbers it is scored on. Picked on one "
+           "suite alone and scored on the other (mean view (i) over that suite's two "
+           "truths):", "",
+           "| mode | picked on | its pick | score on the held-out suite | the default's "
+           "score there |", "|---|---|---|---|---|"]
+    md += [f"| {h['mode']} | {h['picked_on']} | {h['voters']} | {h['score_held_out']:.3f} "
+           f"({h['held_out_suite']}) | {h['default_held_out']:.3f} |" for h in held_out]
+    atomic_write_text(out / "default_selection.md", "\n".join(md) + "\n")
+    print(json.dumps({m: {"voters": v["voters"], "mean_view_i": v["mean_view_i"]}
+                      for m, v in verdict.items()}, indent=1))
+    print(f"static ranker: {static['mean_view_i']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
