@@ -103,6 +103,33 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def fresh_rows(store, config, settings) -> list[dict]:
+    """The store's rows whose digest is the one the current code and settings give
+    their cell: a row computed by an older engine (``RELATEDNESS_REVISION``) or other
+    settings never reaches a report. Prints how many were left out, per run."""
+    from collections import Counter
+
+    from taskrel.experiments.ablation import RUNS, features_digest, run_digest
+    from taskrel.experiments.store import Cell
+
+    want = {c: run_digest(_spec(settings, c.estimator), features_digest(config, c))
+            for c in _cells(config, settings, list(RUNS))}
+    rows, stale = [], Counter()
+    for r in store.query():
+        c = Cell(r["encoder"], r["reference"], r["target"], float(r["fraction"]),
+                 int(r["seed"]), r["estimator"])
+        if want.get(c) is not None and r.get("digest") == want[c]:
+            rows.append(r)
+        else:
+            stale[r["estimator"]] += 1
+    missing = len(want) - len(rows)
+    if stale or missing:
+        print(f"report: {len(rows)} fresh rows; left out {sum(stale.values())} stale or "
+              f"unknown rows ({dict(sorted(stale.items()))}); {missing} runs not yet "
+              "computed", flush=True)
+    return rows
+
+
 def report(a, config, settings) -> None:
     from taskrel._internal.serialize import atomic_write_text, csv_text
     from taskrel.experiments.ablation import (
@@ -117,7 +144,7 @@ def report(a, config, settings) -> None:
     targets = _read_csv(out / "targets.csv")
     K = {r["target"]: int(r["n_classes"]) for r in targets}
     with ResultsStore(ROOT / "results" / f"ablation_{config.name}.sqlite") as store:
-        rows = store.query()
+        rows = fresh_rows(store, config, settings)
     variants = [r for r in variant_values(rows, K) if _keep(r["estimator"])]
     base = [r for r in _read_csv(out / "cells.csv") if float(r["fraction"]) == 1.0]
     for r in base:
