@@ -161,3 +161,13 @@ def test_label_free_estimators_are_marked_and_get_their_own_table():
     cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH}, est="logme")
     assert "Label-free" not in "\n".join(views_markdown(compute_views(cells, rows,
                                                                      n_boot=20)))
+
+
+def test_view_ii_is_undefined_for_the_static_ranker():
+    # Within one encoder the leave-one-target-out mean moves only with the left-out
+    # truth, (sum - own) / (n - 1): Pearson -1 by construction, so the view says why
+    # it has no value instead of reporting that artefact.
+    cells, rows = _tables(TRUTH, {e: TRUTH[e] for e in TRUTH})
+    w = compute_views(cells, rows, n_boot=20)["within_encoder"][STATIC_RANKER]
+    assert w["finetune_acc"]["pearson"]["value"] is None
+    assert "ignores the target" in w["finetune_acc"]["pearson"]["reason"]

@@ -249,9 +249,9 @@ def label_free(name: str) -> bool:
     ``labels`` among its inputs, or task-relatedness without labels. An estimator the
     registry does not know counts as labelled."""
     from ..scores import get_score
-    from .estimators import UNLABELED
+    from .estimators import UNLABELED, UNLABELED_FIXED
 
-    if name == UNLABELED:
+    if name in (UNLABELED, UNLABELED_FIXED):
         return True
     try:
         return "labels" not in get_score(name).inputs
@@ -589,7 +589,7 @@ def compute_views(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[st
             views["model_selection"].setdefault(e, {})[t] = _model_selection(
                 E, T, n_boot, seed, static=None if e == STATIC_RANKER else static_stats)
             views["within_encoder"].setdefault(e, {})[t] = _within_encoder(
-                E, T, Tn, encs, n_boot, seed)
+                E, T, Tn, encs, n_boot, seed) if e != STATIC_RANKER else _no_within()
             views["pooled"].setdefault(e, {})[t] = _pooled(E, T, Tn, n_boot, seed)
             if e == STATIC_RANKER:
                 continue
@@ -599,6 +599,22 @@ def compute_views(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[st
                 for (name, fr), vals in sorted(est.items()) if name == e}
         views["noise_ceiling"][t] = _noise_ceiling(truth, t, encs, tgts, n_boot, seed)
     return views
+
+
+def _no_within() -> dict[str, Any]:
+    """View (ii) of the static ranker: undefined. A ranker that ignores the target gives
+    one encoder the same score on every target; the leave-one-target-out mean is not
+    constant only through the left-out truth itself, and so correlates -1 with it by
+    construction."""
+    why = ("undefined for the static ranker: it ignores the target, so within one "
+           "encoder its score is constant across targets (the leave-one-out mean varies "
+           "only by the left-out truth, giving -1 by construction)")
+    out: dict[str, Any] = {k: {"value": None, "ci_low": None, "ci_high": None,
+                               "reason": why}
+                           for k in ("pearson", "spearman", "pearson_normalized",
+                                     "spearman_normalized")}
+    out["per_encoder"] = {}
+    return out
 
 
 def _truth_by_seed(truth: Sequence[Mapping[str, Any]]
