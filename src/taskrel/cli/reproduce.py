@@ -85,7 +85,8 @@ def register(sub: Any) -> None:
         description="Run experiments/<suite>.toml through the results store (resumable), "
         "then the decomposition, correlation, few-label sweep, zoo and cost analyses; "
         "write <out>/<suite>/report.md with CSV, JSON and PNG files.")
-    p.add_argument("--suite", choices=("vision", "text", "all"), default=None)
+    p.add_argument("--suite", choices=("vision", "text", "population", "all"),
+                   default=None)
     p.add_argument("--config", help="a TOML config of your own instead of --suite")
     p.add_argument("--quick", action="store_true", help="use the config's [quick] section")
     p.add_argument("--executor", choices=("local", "ray"), default="local")

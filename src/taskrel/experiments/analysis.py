@@ -385,11 +385,25 @@ def pair_with_truth(
     The truth of ``(encoder, reference, target)`` is the mean over seeds of the
     ``truth`` rows at ``truth_fraction``; ``truth_fraction=None`` matches the
     estimator row's own fraction and seed instead. Rows with a missing value on
-    either side are dropped.
+    either side are dropped. A truth reads no reference: an estimator row whose
+    reference no truth row of its (encoder, target) has (an own-source cell,
+    ``options.reference_mode = "own_source"``) is joined with the truth of its
+    (encoder, target) when those truth rows all have one reference.
     """
     rows = _check_rows(rows)
     tsum: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     exact: dict[tuple[Any, ...], float] = {}
+    refs: dict[tuple[Any, ...], set[Any]] = defaultdict(set)
+    for r in rows:
+        if r["estimator"] == truth and r["value"] is not None:
+            refs[(r["encoder"], r["target"])].add(r["reference"])
+
+    def key3(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        ref = refs.get((r["encoder"], r["target"]), set())
+        if r["reference"] not in ref and len(ref) == 1:
+            return (r["encoder"], next(iter(ref)), r["target"])
+        return (r["encoder"], r["reference"], r["target"])
+
     for r in rows:
         if r["estimator"] != truth or r["value"] is None:
             continue
@@ -403,7 +417,7 @@ def pair_with_truth(
             continue
         if fraction is not None and not math.isclose(float(r["fraction"]), fraction):
             continue
-        k3 = (r["encoder"], r["reference"], r["target"])
+        k3 = key3(r)
         if truth_fraction is None:
             tv = exact.get(k3 + (float(r["fraction"]), int(r["seed"])))
         else:

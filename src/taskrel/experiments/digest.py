@@ -14,8 +14,14 @@ What each cell reads (``taskrel.experiments.estimators`` / ``inputs``):
   the reference and target specs, ``options.max_reference``, ``max_target``,
   ``max_test``, ``feature_dim``, the encoder's settings (``finetune.image_size`` and
   ``finetune.max_tokens``; ``options.smallcnn_epochs`` for ``smallcnn``);
-- ``task_relatedness`` and ``task_relatedness_unlabeled``: also ``options.tau``,
-  ``recipe`` and ``b_mode``; ``linear_probe``: also ``options.tau``; ``logreg``
+- the reference: the config's reference spec, or, for an own-source cell
+  (``options.reference_mode = "own_source"``, ``cell.reference`` a ``[[sources]]``
+  task), that source's spec, split and row cap; an encoder trained here on a
+  ``[[sources]]`` task adds its training recipe
+  (:func:`taskrel.experiments.inputs.source_recipe`: architecture, width, epochs,
+  source spec, rows);
+- ``task_relatedness`` and ``task_relatedness_unlabeled`` (and their ``*_fixed``
+  twins): also ``options.tau``, ``recipe`` and ``b_mode``; ``linear_probe``: also ``options.tau``; ``logreg``
   (the tuned logistic probe): nothing more;
 - ``finetune``: the target spec, ``max_target``, ``max_test``, the whole
   ``[finetune]`` table and, for ``smallcnn``, what the small CNN is trained on;
@@ -58,7 +64,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..exceptions import TaskrelInputError
-from .estimators import UNLABELED
+from .estimators import FIXED, UNLABELED, UNLABELED_FIXED
 from .store import Cell
 from .suite import ExperimentConfig
 
@@ -78,6 +84,8 @@ _FEATURE_OPTIONS = ("max_reference", "max_target", "max_test", "feature_dim")
 _ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {
     "task_relatedness": ("tau", "recipe", "b_mode"),
     UNLABELED: ("tau", "recipe", "b_mode"),
+    FIXED: ("tau", "recipe", "b_mode"),
+    UNLABELED_FIXED: ("tau", "recipe", "b_mode"),
     "linear_probe": ("tau",),
     "logreg": (),  # taskrel.logistic_probe on the cell's features: no option of its own
 }
@@ -85,7 +93,7 @@ _ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {
 _NO_VALUE_OPTIONS = ("device", "reference_finetune")
 #: Options some cells read, handled above (every other option is hashed into all).
 _KNOWN_OPTIONS = (_FEATURE_OPTIONS + ("tau", "recipe", "b_mode", "smallcnn_epochs")
-                  + _NO_VALUE_OPTIONS)
+                  + _NO_VALUE_OPTIONS + ("reference_mode", "source_rows"))
 #: Defaults the suite applies when an option is absent (absent == the default).
 _DEFAULTS = {"tau": "auto", "smallcnn_epochs": 3}
 #: ``[finetune]`` keys that configure the encoder itself (image size, token budget).
@@ -115,7 +123,24 @@ def _encoder_inputs(config: ExperimentConfig, encoder: str) -> dict[str, Any]:
     if encoder == "smallcnn":  # trained on the reference, capped, for some epochs
         d["smallcnn"] = [config.reference.to_dict(), _opt(config, "max_reference"),
                          _opt(config, "smallcnn_epochs")]
+    from .inputs import source_recipe, split_source
+
+    base, src = split_source(encoder)
+    recipe = source_recipe(config, base, src) if src is not None else None
+    if recipe is not None:  # trained here on a [[sources]] task: its whole recipe
+        d["trained"] = recipe
     return d
+
+
+def _reference_inputs(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
+    """The reference task the cell reads: the config's (its spec, as before the own-
+    source mode existed), or an own-source cell's held-out split of its source."""
+    src = config.source(cell.reference) if cell.reference != config.reference.name \
+        else None
+    if src is None:
+        return config.reference.to_dict()
+    return {"own_source": src.to_dict(), "split": "test", "limit_rule": "stratified",
+            "rows": _opt(config, "max_reference")}
 
 
 def _score_names() -> set[str]:
@@ -138,11 +163,11 @@ def digest_inputs(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     if est == "finetune":
         d["finetune"] = dict(config.finetune)
     else:
-        d["reference"] = config.reference.to_dict()
+        d["reference"] = _reference_inputs(config, cell)
         d["features"] = {k: _opt(config, k) for k in _FEATURE_OPTIONS}
         if est in _ESTIMATOR_OPTIONS:
             d["options"] = {k: _opt(config, k) for k in _ESTIMATOR_OPTIONS[est]}
-            if est in ("task_relatedness", UNLABELED):  # which number the cell reports
+            if est in ("task_relatedness", UNLABELED, FIXED, UNLABELED_FIXED):
                 from ..result import SCORE_TERM
 
                 d["score_term"] = SCORE_TERM

@@ -40,10 +40,17 @@ from .store import Cell
 from .suite import REFERENCE_TARGET, ExperimentConfig
 
 __all__ = ["Estimator", "get_estimator", "reference_tau", "relate_rows", "UNLABELED",
-           "TRUTHS", "ALIASES"]
+           "FIXED", "UNLABELED_FIXED", "reads_reference", "TRUTHS", "ALIASES"]
 
 #: Task-relatedness without target labels (pseudo-labels); not a registered score.
 UNLABELED = "task_relatedness_unlabeled"
+#: Task-relatedness (labelled, unlabelled) that reads the config's reference for every
+#: encoder, also under ``options.reference_mode = "own_source"``.
+FIXED = "task_relatedness_fixed"
+UNLABELED_FIXED = "task_relatedness_unlabeled_fixed"
+#: Cells that read a reference task beyond the feature projection: task-relatedness
+#: (and its tau for the probe) and every score whose inputs include ``source_task``.
+_READS_REFERENCE = ("task_relatedness", UNLABELED, "linear_probe")
 #: Old estimator names in configs -> names registered in taskrel.scores.
 ALIASES = {"pactran": "pactran_gaussian"}
 
@@ -102,6 +109,29 @@ def get_estimator(name: str) -> Estimator:
     return Estimator(get_score(name).name, _score_cell, name)
 
 
+def reads_reference(name: str, *, own: bool = False) -> bool:
+    """Whether cells of estimator ``name`` read a reference task: task-relatedness
+    (labelled or not), the tau-probe (its tau comes from the reference) and every
+    registered score whose inputs include ``source_task`` (OTCE, OT-NCE).
+
+    With ``own=True``: whether the cell reads the encoder's own source under
+    ``options.reference_mode = "own_source"``, i.e. the same less the ``*_fixed``
+    estimators, which always read the config's reference.
+    """
+    if name in (FIXED, UNLABELED_FIXED):
+        return not own
+    if name in _READS_REFERENCE:
+        return True
+    if name in _REGISTRY:  # the other truths (logreg, finetune) read no reference
+        return False
+    from ..scores import get_score
+
+    try:
+        return "source_task" in get_score(ALIASES.get(name, name)).inputs
+    except TaskrelInputError:
+        return False
+
+
 def reference_tau(config: ExperimentConfig, ref: Any) -> float:
     """The tau task-relatedness uses on this reference: ``options.tau`` or the auto
     rule (:func:`taskrel.relatedness.auto_tau` on the standardized reference)."""
@@ -130,6 +160,9 @@ def _cell_data(config: ExperimentConfig, cell: Cell) -> _CellData:
     sub, single = drop_single_row_classes(ytr, sub)
     pf = tgt.source_probs[sub] if tgt.source_probs is not None else None
     extra: dict[str, Any] = {"n_target": int(len(sub)), "n_reference": int(len(ref.labels))}
+    if cell.reference != config.reference.name:  # the encoder's own source, held out
+        extra["reference_task"] = cell.reference
+        extra["reference_split"] = "test"
     if single:
         extra["dropped_single_row_classes"] = single
     return _CellData(ref, test, tgt.features[sub], ytr[sub], pf, extra)
@@ -184,10 +217,12 @@ def _rel_kwargs(config: ExperimentConfig, ref: Any, seed: int) -> dict[str, Any]
 
 
 def _relatedness_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
-    """``task_relatedness`` and, without target labels, ``task_relatedness_unlabeled``."""
+    """``task_relatedness`` and, without target labels, ``task_relatedness_unlabeled``
+    (and their ``*_fixed`` twins: the same, on the reference ``cell.reference`` names,
+    which :func:`taskrel.experiments.suite.cell_reference` makes the config's)."""
     d = _cell_data(config, cell)
     r = relate_rows(d.ref.features, d.ref.labels, d.X, d.y,
-                    labelled=cell.estimator == "task_relatedness",
+                    labelled=cell.estimator in ("task_relatedness", FIXED),
                     kwargs=_rel_kwargs(config, d.ref, cell.seed), extra=d.extra)
     if isinstance(r, dict):
         return r
@@ -314,6 +349,8 @@ _REGISTRY: dict[str, Estimator] = {
     "task_relatedness": Estimator("task_relatedness", _relatedness_cell,
                                   "task_relatedness"),
     UNLABELED: Estimator(UNLABELED, _relatedness_cell, "task_relatedness"),
+    FIXED: Estimator(FIXED, _relatedness_cell, "task_relatedness"),
+    UNLABELED_FIXED: Estimator(UNLABELED_FIXED, _relatedness_cell, "task_relatedness"),
 }
 #: The ground truths: target test accuracy of a linear probe and of fine-tuning.
 TRUTHS = tuple(name for name, est in _REGISTRY.items() if est.truth)

@@ -11,7 +11,9 @@ reference PCA once:
   :func:`taskrel.features.extract.extract_task` (features cached on disk);
   ``options.max_reference`` / ``max_target`` / ``max_test`` cap the rows;
 - :func:`cell_tasks` gives a cell's reference, target-train and target-test tasks,
-  projected on the reference's top ``options.feature_dim`` principal directions;
+  projected on the reference's top ``options.feature_dim`` principal directions; the
+  reference is the config's, or, for an own-source cell (``cell.reference`` names a
+  ``[[sources]]`` task), that source's held-out split (:func:`reference_unit`);
 - :func:`fraction_rows` and :func:`drop_single_row_classes` pick the target training
   rows a cell's estimators see; :func:`raw_rows` the raw inputs fine-tuning sees.
 """
@@ -22,6 +24,7 @@ import collections
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -35,7 +38,7 @@ from .suite import REFERENCE_TARGET, DatasetSpec, ExperimentConfig
 __all__ = ["fraction_rows", "drop_single_row_classes", "suite_device", "suite_dataset",
            "smallcnn_path", "suite_encoder", "split_source", "encoder_image_size",
            "source_trained_path", "SOURCE_SEP", "unit_task", "cell_tasks", "pca", "raw_rows",
-           "clear_caches"]
+           "clear_caches", "smallcnn_arch", "source_recipe", "reference_unit", "HELDOUT"]
 
 
 # ---------------------------------------------------------------------------------
@@ -110,7 +113,8 @@ def suite_dataset(spec: DatasetSpec) -> Any:
     return _dataset(_spec_key(spec))
 
 
-@functools.lru_cache(maxsize=8)
+# 32: a population suite's sources and targets (~30 specs) stay built across its cells.
+@functools.lru_cache(maxsize=32)
 def _dataset(spec_json: str) -> Any:
     d = json.loads(spec_json)
     spec = DatasetSpec(d["name"], d["dataset"],
@@ -169,6 +173,30 @@ def _encoder_cached(name: str, opts_json: str, device: str) -> Any:
 SOURCE_SEP = "_on_"
 
 
+#: ``smallcnn[_w<width>][_e<epochs>]``: the small CNN at another width (first conv's
+#: channels; default 32: conv32-conv64-fc128) or trained for that many epochs
+#: (default ``options.source_epochs``).
+_SMALLCNN_ARCH = re.compile(r"^smallcnn(?:_w(\d+))?(?:_e(\d+))?$")
+
+
+def smallcnn_arch(base: str) -> tuple[int, int | None] | None:
+    """``(width, epochs or None)`` of a small-CNN architecture name, or None.
+
+    Examples
+    --------
+    >>> smallcnn_arch("smallcnn"), smallcnn_arch("smallcnn_w16_e10"), smallcnn_arch("x")
+    ((32, None), (16, 10), None)
+    """
+    m = _SMALLCNN_ARCH.match(base)
+    if m is None:
+        return None
+    w = int(m.group(1)) if m.group(1) else 32
+    e = int(m.group(2)) if m.group(2) else None
+    if w < 1 or (e is not None and e < 1):
+        return None
+    return w, e
+
+
 def split_source(name: str) -> tuple[str, str | None]:
     """``"smallcnn_on_mnist5k"`` -> ``("smallcnn", "mnist5k")``; other names -> (name, None).
 
@@ -205,24 +233,63 @@ def _source_file(config: ExperimentConfig, base: str, source: str) -> Any:
     return default_cache_dir() / "source_trained" / f"{base}_on_{source}-{h}.pt"
 
 
+def source_recipe(config: ExperimentConfig, base: str, source: str) -> dict[str, Any] | None:
+    """Everything the weights of small CNN ``base`` trained on the ``[[sources]]`` task
+    ``source`` depend on (its cache key, its digest entry and its documented recipe),
+    or None when ``source`` is not a config source (a packaged dataset, the legacy
+    path) or ``base`` not a small CNN.
+
+    The network trains from scratch (seed 0) on at most ``options.source_rows``
+    (default ``max_reference``) training rows of the source, stratified per class,
+    for the architecture's epochs (default ``options.source_epochs``, 3), with
+    :func:`taskrel.encoders.train_small_cnn`'s recipe (Adam 1e-3, batch 128, 28 px).
+    """
+    spec = config.source(source)
+    arch = smallcnn_arch(base)
+    if spec is None or arch is None:
+        return None
+    width, epochs = arch
+    return {"arch": "smallcnn", "width": width,
+            "epochs": int(epochs if epochs is not None
+                          else config.options.get("source_epochs", 3)),
+            "source": spec.to_dict(), "rows": _source_rows(config), "image_size": 28,
+            "seed": 0, "lr": 1e-3, "batch_size": 128, "split": "train"}
+
+
+def _source_rows(config: ExperimentConfig) -> Any:
+    n = config.options.get("source_rows", config.options.get("max_reference"))
+    return None if n is None else int(n)
+
+
+def _cap_train_rows(ds: Any, n: Any) -> Any:
+    from ..features.datasets import subsample
+
+    if n is not None and n < len(ds.y_train):
+        ds = subsample(ds, per_class=max(2, int(n) // ds.n_classes), seed=0, split="train")
+    return ds
+
+
 def source_trained_path(config: ExperimentConfig, base: str, source: str) -> str:
-    """Train ``base`` on the packaged dataset ``source`` once (cached on disk) and
-    return the file: a small CNN trained from scratch for ``options.source_epochs``
-    epochs (default 3), or a pretrained EfficientNet-Lite fine-tuned end to end for
-    that many epochs (AdamW, lr 3e-4, head 10x, at the encoder's resolution). At most
-    ``options.max_reference`` training rows of ``source`` are used; never its test
-    split."""
-    from ..features.datasets import load_dataset, subsample
+    """Train ``base`` on ``source`` once (cached on disk) and return the file.
+
+    ``source`` is a ``[[sources]]`` task of the config (a small CNN of any
+    :func:`smallcnn_arch`, trained as :func:`source_recipe` says, on the source's
+    training split only) or a packaged dataset: a small CNN trained from scratch
+    for ``options.source_epochs`` epochs (default 3), or a pretrained
+    EfficientNet-Lite fine-tuned end to end for that many epochs (AdamW, lr 3e-4,
+    head 10x, at the encoder's resolution). At most ``options.max_reference``
+    training rows of ``source`` are used; never its test split."""
+    from ..features.datasets import load_dataset
     from ..features.encoders import train_small_cnn
 
+    recipe = source_recipe(config, base, source)
+    if recipe is not None:
+        return _train_on_config_source(config, base, source, recipe)
     path = _source_file(config, base, source)
     if path.is_file():
         return str(path)
     epochs = int(config.options.get("source_epochs", 3))
-    ds = load_dataset(source)
-    n = config.options.get("max_reference", None)
-    if n is not None and n < len(ds.y_train):
-        ds = subsample(ds, per_class=max(2, int(n) // ds.n_classes), seed=0, split="train")
+    ds = _cap_train_rows(load_dataset(source), config.options.get("max_reference", None))
     path.parent.mkdir(parents=True, exist_ok=True)
     if base == "smallcnn":
         train_small_cnn(ds, epochs=epochs, seed=0, out=path, device=suite_device(config),
@@ -243,6 +310,26 @@ def source_trained_path(config: ExperimentConfig, base: str, source: str) -> str
     return str(path)
 
 
+def _train_on_config_source(config: ExperimentConfig, base: str, source: str,
+                            recipe: dict[str, Any]) -> str:
+    from ..features.encoders import train_small_cnn
+    from ..features.extract import default_cache_dir
+
+    h = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    path = default_cache_dir() / "source_trained" / f"{base}_on_{source}-{h}.pt"
+    if path.is_file():
+        return str(path)
+    spec = config.source(source)
+    assert spec is not None  # source_recipe checked it
+    ds = _cap_train_rows(suite_dataset(spec), recipe["rows"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    train_small_cnn(ds, epochs=recipe["epochs"], seed=recipe["seed"], out=path,
+                    image_size=recipe["image_size"], batch_size=recipe["batch_size"],
+                    lr=recipe["lr"], width=recipe["width"], device=suite_device(config),
+                    progress=False)
+    return str(path)
+
+
 def suite_encoder(config: ExperimentConfig, name: str) -> Any:
     """The encoder ``name`` with the config's options (image size, token budget):
     ``smallcnn`` is the small CNN trained on the reference, ``<base>_on_<dataset>``
@@ -252,7 +339,7 @@ def suite_encoder(config: ExperimentConfig, name: str) -> Any:
     ft = config.finetune
     base, source = split_source(name)
     if source is not None:
-        prefix = "smallcnn" if base == "smallcnn" else "effnet_ft"
+        prefix = "smallcnn" if smallcnn_arch(base) is not None else "effnet_ft"
         name = f"{prefix}:{source_trained_path(config, base, source)}"
     elif name == "smallcnn":
         name = "smallcnn:" + smallcnn_path(config)
@@ -268,13 +355,39 @@ def suite_encoder(config: ExperimentConfig, name: str) -> Any:
 # ---------------------------------------------------------------------------------
 # extracted and projected tasks
 # ---------------------------------------------------------------------------------
+#: The split name of a source's held-out rows in a unit: its test split, at most
+#: ``options.max_reference`` rows, stratified (the own-source reference).
+HELDOUT = "heldout"
+
+
+def reference_unit(config: ExperimentConfig, cell: Cell) -> tuple[str, str, str]:
+    """The reference unit a cell reads: the config's reference (train+test), or, when
+    ``cell.reference`` names a ``[[sources]]`` task (own-source reference,
+    :func:`taskrel.experiments.suite.cell_reference`), that source's held-out split."""
+    if cell.reference != config.reference.name and config.source(cell.reference):
+        return (cell.encoder, cell.reference, HELDOUT)
+    return (cell.encoder, config.reference.name, "both")
+
+
 def unit_task(config: ExperimentConfig, unit: tuple[str, str, str]) -> Any:
     """The extracted task of an ``(encoder, task name, split)`` unit: the reference's
-    train+test (split ``"both"``, ``max_reference`` rows) or a target's train or test
-    split (``max_target`` / ``max_test`` rows)."""
+    train+test (split ``"both"``, ``max_reference`` rows), a target's train or test
+    split (``max_target`` / ``max_test`` rows), or a source's held-out split
+    (:data:`HELDOUT`: its test split, never a row the encoder trained on, at most
+    ``max_reference`` rows picked by the stratified rule)."""
     from ..features.extract import extract_task
 
     enc, name, split = unit
+    if split == HELDOUT:
+        spec = config.source(name)
+        if spec is None:
+            raise TaskrelInputError(
+                f"`unit`: {name!r} is not a source of the config; sources: "
+                f"{[s.name for s in config.sources]}")
+        return extract_task(suite_encoder(config, enc), suite_dataset(spec), split="test",
+                            limit=config.options.get("max_reference", None),
+                            progress=False, device=suite_device(config),
+                            limit_rule="stratified")
     if split == "both":
         spec, limit = config.reference, config.options.get("max_reference", None)
     else:
@@ -296,18 +409,25 @@ _TASKS_CACHE: collections.OrderedDict[str, tuple[Any, Any, Any]] = collections.O
 _TASKS_CACHE_SIZE = 6
 
 
-def _reference_key(config: ExperimentConfig, encoder: str) -> str:
-    """Everything the projected reference features depend on."""
+def _reference_key(config: ExperimentConfig, encoder: str,
+                   unit: tuple[str, str, str] | None = None) -> str:
+    """Everything the projected reference features depend on (the config's reference,
+    or the reference ``unit`` a cell reads)."""
     opts = {k: config.options.get(k) for k in
-            ("max_reference", "feature_dim", "device", "smallcnn_epochs", "source_epochs")}
+            ("max_reference", "feature_dim", "device", "smallcnn_epochs", "source_epochs",
+             "source_rows")}
     opts["image_size"] = encoder_image_size(config, encoder)
     ft = {k: config.finetune.get(k) for k in ("image_size", "max_tokens")}
-    return json.dumps([encoder, config.reference.to_dict(), opts, ft], sort_keys=True)
+    ref = config.reference.to_dict()
+    if unit is not None and unit[2] == HELDOUT:
+        src = config.source(unit[1])
+        ref = {"heldout": src.to_dict() if src is not None else unit[1]}
+    return json.dumps([encoder, ref, opts, ft], sort_keys=True)
 
 
 def _tasks_key(config: ExperimentConfig, cell: Cell) -> str:
     """:func:`_reference_key` plus what the target's tasks depend on."""
-    return json.dumps([_reference_key(config, cell.encoder),
+    return json.dumps([_reference_key(config, cell.encoder, reference_unit(config, cell)),
                        config.target(cell.target).to_dict(),
                        config.options.get("max_target"), config.options.get("max_test")],
                       sort_keys=True)
@@ -321,12 +441,12 @@ def cell_tasks(config: ExperimentConfig, cell: Cell) -> tuple[Any, Any, Any]:
     if hit is not None:
         _TASKS_CACHE.move_to_end(key)
         return hit
+    ref_unit = reference_unit(config, cell)
     ref, tgt, test = (unit_task(config, u) for u in (
-        (cell.encoder, config.reference.name, "both"), (cell.encoder, cell.target, "train"),
-        (cell.encoder, cell.target, "test")))
+        ref_unit, (cell.encoder, cell.target, "train"), (cell.encoder, cell.target, "test")))
     k = config.options.get("feature_dim", None)
     if k is not None and int(k) < ref.features.shape[1]:
-        mean, comps = _reference_pca(config, cell.encoder, ref.features, int(k))
+        mean, comps = _reference_pca(config, cell.encoder, ref.features, int(k), ref_unit)
         ref, tgt, test = (_project(t, mean, comps) for t in (ref, tgt, test))
     _TASKS_CACHE[key] = (ref, tgt, test)
     while len(_TASKS_CACHE) > _TASKS_CACHE_SIZE:
@@ -337,10 +457,11 @@ def cell_tasks(config: ExperimentConfig, cell: Cell) -> tuple[Any, Any, Any]:
 _PCA_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _reference_pca(config: ExperimentConfig, encoder: str, X: Any, k: int
+def _reference_pca(config: ExperimentConfig, encoder: str, X: Any, k: int,
+                   unit: tuple[str, str, str] | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`pca` of the reference features, once per :func:`_reference_key`."""
-    key = _reference_key(config, encoder)
+    key = _reference_key(config, encoder, unit)
     if key not in _PCA_CACHE:
         if len(_PCA_CACHE) >= 8:
             _PCA_CACHE.pop(next(iter(_PCA_CACHE)))

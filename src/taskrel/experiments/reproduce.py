@@ -1,6 +1,6 @@
 """Reproduce the paper's evidence: run a suite's grid, then every analysis, into a report.
 
-``taskrel reproduce --suite vision|text|all [--quick]`` loads ``experiments/<suite>.toml``,
+``taskrel reproduce --suite vision|text|population|all [--quick]`` loads ``experiments/<suite>.toml``,
 extracts every feature set of its grid (:func:`prepare_features`), computes every cell
 with :func:`cell_fn` through :func:`taskrel.experiments.run_grid` (resumable: cells
 already in the SQLite store are skipped), runs the reference fine-tuning of paper
@@ -49,7 +49,7 @@ __all__ = ["cell_fn", "make_cell_fn", "fraction_rows", "drop_single_row_classes"
            "feature_units", "prepare_features", "suite_config_path", "normalize_config",
            "reference_tau", "run_suite", "check_config", "SUITES", "UNLABELED", "TRUTHS"]
 
-SUITES = ("vision", "text")
+SUITES = ("vision", "text", "population")
 _ENV_CONFIG = "TASKREL_REPRODUCE_CONFIG"
 _ENV_QUICK = "TASKREL_REPRODUCE_QUICK"
 #: Distributions whose versions the report quotes.
@@ -74,14 +74,15 @@ def suite_config_path(suite: str) -> Path:
 def normalize_config(config: ExperimentConfig) -> ExperimentConfig:
     """Map old estimator names to registered ones and check every name."""
     from ..scores import list_scores
+    from .estimators import FIXED, UNLABELED_FIXED
 
-    known = set(list_scores()) | {UNLABELED}
+    known = set(list_scores()) | {UNLABELED, FIXED, UNLABELED_FIXED}
     ests = tuple(ALIASES.get(e, e) for e in config.estimators)
     bad = [e for e in ests if e not in known]
     if bad:
         raise TaskrelInputError(
-            f"`estimators` must be names from taskrel.scores.list_scores() or {UNLABELED!r}; "
-            f"got {bad}")
+            f"`estimators` must be names from taskrel.scores.list_scores(), {UNLABELED!r}, "
+            f"{FIXED!r} or {UNLABELED_FIXED!r}; got {bad}")
     bad = [e for e in config.truth_estimators if e not in TRUTHS]
     if bad:
         raise TaskrelInputError(f"`ground_truth.estimators` must be among {list(TRUTHS)}; "
@@ -90,16 +91,23 @@ def normalize_config(config: ExperimentConfig) -> ExperimentConfig:
 
 
 _POSITIVE_INT_OPTIONS = ("max_reference", "max_target", "max_test", "feature_dim",
-                         "smallcnn_epochs", "source_epochs")
+                         "smallcnn_epochs", "source_epochs", "source_rows")
+_REFERENCE_MODES = ("fixed", "own_source")
 
 
-def _check_encoder_name(name: str) -> None:
+def _check_encoder_name(name: str, sources: tuple[str, ...] = ()) -> None:
     from ..features.datasets import list_datasets
     from ..features.encoders import list_encoders
-    from .inputs import split_source
+    from .inputs import smallcnn_arch, split_source
 
     known = list_encoders()
     base, source = split_source(name)
+    if source is not None and source in sources:
+        if smallcnn_arch(base) is None:
+            raise TaskrelInputError(
+                f"config key `encoders`: {name!r} trains on the config source {source!r}; "
+                "its base must be smallcnn[_w<width>][_e<epochs>]")
+        return
     if source is not None:
         trainable = base == "smallcnn" or base in ("effnet_lite0", "effnet_lite1",
                                                    "effnet_lite2")
@@ -173,17 +181,33 @@ def _check_options(options: Mapping[str, Any]) -> None:
 
 def check_config(config: ExperimentConfig) -> ExperimentConfig:
     """Check everything a suite's cells will read, before the first cell: estimator
-    names, encoders, datasets, transforms, class ids and option types and ranges.
+    names, encoders, datasets, transforms, class ids and option types and ranges;
+    ``[[sources]]`` specs, and that no target is a source task.
 
     Returns the normalized config (:func:`normalize_config`).
     """
+    from .suite import same_task
+
     config = normalize_config(config)
+    src_names = tuple(s.name for s in config.sources)
     for enc in config.encoders:
-        _check_encoder_name(enc)
+        _check_encoder_name(enc, src_names)
     _check_spec(config.reference, "reference")
     for i, t in enumerate(config.targets):
         _check_spec(t, f"targets[{i}]")
+    for i, s in enumerate(config.sources):
+        _check_spec(s, f"sources[{i}]")
+        same = [t.name for t in config.targets if same_task(s, t)]
+        if same:
+            raise TaskrelInputError(
+                f"config key `sources[{i}]`: {s.name!r} is the same task as target(s) "
+                f"{same}; a target must differ from every source")
     _check_options(config.options)
+    mode = config.options.get("reference_mode", "fixed")
+    if mode not in _REFERENCE_MODES:
+        raise TaskrelInputError(
+            f"config key `options.reference_mode` must be one of {list(_REFERENCE_MODES)}; "
+            f"got {mode!r}")
     aug = config.finetune.get("augment")
     if aug not in (None, "shift"):
         raise TaskrelInputError(
@@ -241,10 +265,16 @@ def cell_fn(cell: Cell, config: ExperimentConfig | None = None) -> dict[str, Any
 # feature extraction before the grid
 # ---------------------------------------------------------------------------------
 def feature_units(config: ExperimentConfig) -> list[tuple[str, str, str]]:
-    """Every ``(encoder, task name, split)`` feature set the grid reads."""
+    """Every ``(encoder, task name, split)`` feature set the grid reads (with an
+    own-source reference, the encoder's source's held-out split too)."""
+    from .inputs import HELDOUT
+    from .suite import cell_reference
+
     units = []
     for enc in config.encoders:
         units.append((enc, config.reference.name, "both"))
+        refs = {cell_reference(config, enc, e) for e in config.estimators}
+        units += [(enc, r, HELDOUT) for r in sorted(refs - {config.reference.name})]
         names = [t.name for t in config.targets]
         if config.reference_truths:
             names.append(REFERENCE_TARGET)

@@ -45,13 +45,15 @@ __all__ = [
     "load_config",
     "parse_config",
     "expand_grid",
+    "cell_reference",
+    "same_task",
     "run_grid",
     "subset_cells",
 ]
 
 _TOP_KEYS = {
     "name", "description", "reference", "targets", "encoders", "estimators",
-    "fractions", "seeds", "ground_truth", "finetune", "options", "quick",
+    "fractions", "seeds", "ground_truth", "finetune", "options", "quick", "sources",
 }
 _GT_KEYS = {"estimators", "fractions", "finetune_encoders", "finetune_targets", "seeds",
             "reference"}
@@ -132,6 +134,21 @@ class ExperimentConfig:
     description: str = ""
     quick: bool = False
     path: str | None = None
+    sources: tuple[DatasetSpec, ...] = ()
+
+    def source(self, name: str) -> DatasetSpec | None:
+        """The source task (``[[sources]]``) called ``name``, or None."""
+        for s in self.sources:
+            if s.name == name:
+                return s
+        return None
+
+    @property
+    def own_source(self) -> bool:
+        """``options.reference_mode == "own_source"``: every estimator that reads a
+        reference task reads, for ``<arch>_on_<source>``, that source's held-out split
+        (:func:`cell_reference`)."""
+        return self.options.get("reference_mode", "fixed") == "own_source"
 
     def target(self, name: str) -> DatasetSpec:
         """The target called ``name``; ``"reference"`` is the reference task itself
@@ -263,6 +280,7 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
     if REFERENCE_TARGET in names:
         raise _err("targets", f"names other than {REFERENCE_TARGET!r} (reserved for the "
                    "reference task's own ground truths)", REFERENCE_TARGET)
+    sources = _sources(d.get("sources", []), names)
 
     q = d.get("quick", {})
     if not isinstance(q, Mapping):
@@ -327,7 +345,54 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
         description=str(d.get("description", "")),
         quick=quick,
         path=path,
+        sources=sources,
     )
+
+
+def _sources(raw: Any, target_names: Sequence[str]) -> tuple[DatasetSpec, ...]:
+    """``[[sources]]``: source tasks that ``<arch>_on_<name>`` encoders train on. Names
+    are distinct, and neither a target's nor ``"reference"``; no source is the same
+    task (spec less its name) as a target, so that no target is a source task."""
+    if not isinstance(raw, list):
+        raise _err("sources", "a list of dataset names or tables", raw)
+    out = tuple(_spec(v, f"sources[{i}]") for i, v in enumerate(raw))
+    names = [s.name for s in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise _err("sources", "tasks with distinct names", dup)
+    clash = sorted(set(names) & (set(target_names) | {REFERENCE_TARGET}))
+    if clash:
+        raise _err("sources", "names other than the targets' and 'reference'", clash)
+    return out
+
+
+def same_task(a: DatasetSpec, b: DatasetSpec) -> bool:
+    """Whether two specs describe the same task (their names aside)."""
+    da, db = a.to_dict(), b.to_dict()
+    da.pop("name")
+    db.pop("name")
+    return da == db
+
+
+def cell_reference(config: ExperimentConfig, encoder: str, estimator: str) -> str:
+    """The reference task a cell of ``estimator`` on ``encoder`` reads, by name.
+
+    The config's reference, except under ``options.reference_mode = "own_source"``
+    for an estimator that reads a reference task
+    (:func:`taskrel.experiments.estimators.reads_reference`) on an encoder
+    ``<arch>_on_<source>`` whose source is a ``[[sources]]`` task: then that
+    source's name (the cell reads its held-out split). The ``*_fixed`` estimators
+    always read the config's reference.
+    """
+    if config.own_source:
+        from .estimators import reads_reference
+        from .inputs import split_source
+
+        _, src = split_source(encoder)
+        if src is not None and config.source(src) is not None and \
+                reads_reference(estimator, own=True):
+            return src
+    return config.reference.name
 
 
 def load_config(path: str | os.PathLike[str], *, quick: bool = False) -> ExperimentConfig:
@@ -353,7 +418,6 @@ def expand_grid(config: ExperimentConfig) -> list[Cell]:
         raise TaskrelInputError(
             f"`config` must be an ExperimentConfig; got {type(config).__name__}"
         )
-    ref = config.reference.name
     cells = []
     truth_seeds = config.seeds if config.truth_seeds is None else config.truth_seeds
     for enc in config.encoders:
@@ -363,12 +427,14 @@ def expand_grid(config: ExperimentConfig) -> list[Cell]:
         for tgt in names:
             if tgt != REFERENCE_TARGET:
                 for est in config.estimators:
+                    ref = cell_reference(config, enc, est)
                     for fr in config.fractions:
                         for s in config.seeds:
                             cells.append(Cell(enc, ref, tgt, fr, s, est))
             for est in config.truth_estimators:
                 if est == "finetune" and not _finetuned(config, enc, tgt):
                     continue
+                ref = cell_reference(config, enc, est)
                 for fr in (config.truth_fractions if tgt != REFERENCE_TARGET else (1.0,)):
                     for s in truth_seeds:
                         cells.append(Cell(enc, ref, tgt, fr, s, est))

@@ -1,0 +1,161 @@
+"""The population suite (issue 24): encoders trained here on their own source tasks, each
+related to the targets with its source's held-out split as reference, beside the fixed
+reference. Runs ``taskrel reproduce --suite population --quick`` end to end on tiny budgets
+(3 encoders x 2 targets, one core)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from taskrel.cli import main
+from taskrel.experiments import load_config
+from taskrel.experiments.digest import cell_digest, digest_inputs, suite_digest
+from taskrel.experiments.inputs import (
+    HELDOUT,
+    reference_unit,
+    smallcnn_arch,
+    source_recipe,
+    suite_dataset,
+    suite_encoder,
+    unit_task,
+)
+from taskrel.experiments.reproduce import check_config, make_cell_fn, suite_config_path
+from taskrel.experiments.store import Cell, ResultsStore
+from taskrel.experiments.suite import cell_reference, expand_grid, parse_config, run_grid
+from taskrel.exceptions import TaskrelInputError
+
+_ENC = "smallcnn_e1_on_fm_tops"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The quick suite, run once through the CLI into a fresh store and cache."""
+    import torch
+
+    base = tmp_path_factory.mktemp("population")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TASKREL_CACHE_DIR", str(base / "cache"))
+    torch.set_num_threads(1)
+    db, out = base / "pop.sqlite", base / "out"
+    rc = main(["reproduce", "--suite", "population", "--quick", "--db", str(db),
+               "--out", str(out), "--threads", "1", "--quiet", "--device", "cpu"])
+    assert rc == 0
+    cfg = check_config(load_config(suite_config_path("population"), quick=True))
+    cfg = replace(cfg, options={**cfg.options, "device": "cpu"})
+    yield cfg, db, out
+    mp.undo()
+
+
+def _rows(db):
+    with ResultsStore(db, readonly=True) as st:
+        return st.query()
+
+
+def test_config_sources_targets_and_references():
+    cfg = check_config(load_config(suite_config_path("population")))
+    assert len(cfg.sources) >= 16 and len(cfg.targets) >= 10
+    assert len(cfg.encoders) >= 16
+    # Every encoder has a distinct source; no target is a source task.
+    srcs = [e.partition("_on_")[2] for e in cfg.encoders]
+    assert len(set(srcs)) == len(srcs) and set(srcs) <= {s.name for s in cfg.sources}
+    assert {smallcnn_arch(e.partition("_on_")[0]) for e in cfg.encoders} >= {
+        (32, None), (16, None), (32, 1), (32, 10)}
+    cells = expand_grid(cfg)
+    own = {c.reference for c in cells if c.estimator in (
+        "task_relatedness", "task_relatedness_unlabeled", "otce", "ot_nce")}
+    assert own == set(srcs)
+    assert {c.reference for c in cells if c.estimator.endswith("_fixed")} == {
+        "fashion_mnist"}
+    assert cell_reference(cfg, "smallcnn_on_mnist", "logme") == "fashion_mnist"
+    # Truths: logreg and finetune on every cell, three seeds.
+    assert sum(c.estimator == "finetune" for c in cells) == \
+        3 * len(cfg.encoders) * len(cfg.targets)
+
+
+def test_a_target_equal_to_a_source_is_refused():
+    raw = {"name": "t", "reference": "digits", "encoders": ["smallcnn_on_d"],
+           "estimators": ["logme"], "sources": [{"name": "d", "dataset": "digits"}],
+           "targets": [{"name": "digits2", "dataset": "digits"}]}
+    with pytest.raises(TaskrelInputError, match="same task as target"):
+        check_config(parse_config(raw))
+    with pytest.raises(TaskrelInputError, match="names other than"):
+        parse_config({**raw, "sources": [{"name": "digits2", "dataset": "digits"}]})
+
+
+def test_quick_run_own_source_reads_the_held_out_split(quick):
+    cfg, db, out = quick
+    rows = {(r["encoder"], r["target"], r["estimator"]): r for r in _rows(db)}
+    assert len(rows) == len(expand_grid(cfg))
+    own = rows[(_ENC, "mnist_high", "task_relatedness")]
+    fixed = rows[(_ENC, "mnist_high", "task_relatedness_fixed")]
+    assert own["reference"] == "fm_tops" and fixed["reference"] == "fashion_mnist"
+    assert own["extra"]["reference_task"] == "fm_tops"
+    assert own["extra"]["reference_split"] == "test"
+    assert "reference_task" not in fixed["extra"]
+    # The own-source reference is the source's test split (capped), never a row the
+    # encoder trained on: compare the images themselves.
+    cell = Cell(_ENC, "fm_tops", "mnist_high", 1.0, 0, "task_relatedness")
+    assert reference_unit(cfg, cell) == (_ENC, "fm_tops", HELDOUT)
+    spec = cfg.source("fm_tops")
+    ds = suite_dataset(spec)
+    ref = unit_task(cfg, reference_unit(cfg, cell))
+    n_ref = own["extra"]["n_reference"]
+    assert n_ref == len(ref.labels) == min(cfg.options["max_reference"], len(ds.y_test))
+    enc = suite_encoder(cfg, _ENC)
+    test_feats = enc.encode(ds.x_test)
+    train_feats = enc.encode(ds.x_train)
+    d_test = np.abs(ref.features[:, None, :] - test_feats[None]).sum(-1).min(1)
+    assert np.allclose(d_test, 0, atol=1e-4)   # every reference row is a test row
+    d_train = np.abs(ref.features[:, None, :] - train_feats[None]).sum(-1).min(1)
+    assert d_train.min() > 1e-3                 # and none is a training row
+    recipe = source_recipe(cfg, "smallcnn_e1", "fm_tops")
+    assert recipe["split"] == "train" and recipe["epochs"] == 1
+    # The fixed estimator reads Fashion-MNIST (train + test rows) for every encoder.
+    fcell = replace(cell, reference="fashion_mnist", estimator="task_relatedness_fixed")
+    assert reference_unit(cfg, fcell) == (_ENC, "fashion_mnist", "both")
+    assert digest_inputs(cfg, fcell)["reference"] == {"name": "fashion_mnist",
+                                                      "dataset": "fashion_mnist"}
+    assert digest_inputs(cfg, cell)["reference"]["own_source"] == spec.to_dict()
+    assert cell_digest(cfg, cell) != cell_digest(cfg, replace(fcell,
+                                                              estimator="task_relatedness"))
+    assert own["digest"] == cell_digest(cfg, cell) != fixed["digest"]
+    # The two references give different numbers.
+    assert own["value"] != fixed["value"]
+    # The report folder holds the exports.
+    for f in ("report.md", "cells.csv", "truth.csv", "targets.csv", "views.json"):
+        assert (out / "population" / f).is_file()
+
+
+def test_quick_run_fine_tuning_and_probe_rows(quick):
+    cfg, db, _ = quick
+    rows = _rows(db)
+    ft = [r for r in rows if r["estimator"] == "finetune"]
+    lr = [r for r in rows if r["estimator"] == "logreg"]
+    assert len(ft) == len(lr) == len(cfg.encoders) * len(cfg.targets)
+    assert all(r["value"] is not None and 0 <= r["value"] <= 1 for r in ft + lr)
+    # The encoder's recipe is in every cell's digest: another width is another encoder.
+    c = Cell(_ENC, "fashion_mnist", "mnist_high", 1.0, 0, "logreg")
+    other = replace(cfg, options={**cfg.options, "source_rows": 299})
+    assert cell_digest(cfg, c) != cell_digest(other, c)
+
+
+def test_quick_run_resumes_without_recomputing(quick):
+    cfg, db, out = quick
+    with sqlite3.connect(db) as con:
+        before = con.execute("select * from cells order by encoder, target, estimator, "
+                             "seed").fetchall()
+    with ResultsStore(db) as st:
+        rep = run_grid(cfg, make_cell_fn(cfg), st, progress=False,
+                       digest=suite_digest(cfg))
+    assert rep.computed == 0 and rep.stale == 0 and rep.skipped == rep.total
+    rc = main(["reproduce", "--suite", "population", "--quick", "--db", str(db),
+               "--out", str(out), "--threads", "1", "--quiet", "--device", "cpu"])
+    assert rc == 0
+    with sqlite3.connect(db) as con:
+        after = con.execute("select * from cells order by encoder, target, estimator, "
+                            "seed").fetchall()
+    assert after == before
