@@ -171,3 +171,28 @@ def test_view_ii_is_undefined_for_the_static_ranker():
     w = compute_views(cells, rows, n_boot=20)["within_encoder"][STATIC_RANKER]
     assert w["finetune_acc"]["pearson"]["value"] is None
     assert "ignores the target" in w["finetune_acc"]["pearson"]["reason"]
+
+
+def test_view_i_cis_resample_the_truth_seed_when_there_are_several():
+    est = {e: TRUTH[e] for e in TRUTH}
+    one = compute_views(*_tables(TRUTH, est), n_boot=200)["model_selection"]
+    same = compute_views(*_tables(TRUTH, est, truth_seeds={0: TRUTH, 1: TRUTH}),
+                         n_boot=200)["model_selection"]
+    a, b = one["score"]["finetune_acc"], same["score"]["finetune_acc"]
+    assert a["ci_resamples"] == "targets"
+    assert b["ci_resamples"] == "targets and truth seeds [0, 1]"
+    # Two identical seeds: the same targets are drawn first, so the same CI.
+    assert a["weighted_tau"]["ci_low"] == b["weighted_tau"]["ci_low"]
+    # A seed that orders every target backwards (1 - acc / 2: the seed mean keeps the
+    # order) scores the estimator -1 there: the CI now reaches below anything the
+    # single seed allows (tau 1 on every target).
+    back = {e: [1 - x / 2 for x in v] for e, v in TRUTH.items()}
+    noisy = compute_views(*_tables(TRUTH, est, truth_seeds={0: TRUTH, 1: back}),
+                          n_boot=200)["model_selection"]["score"]["finetune_acc"]
+    assert a["weighted_tau"]["ci_low"] == pytest.approx(1.0)
+    assert noisy["weighted_tau"]["ci_low"] < 0.5
+    # A seed on part of the grid only is not resampled.
+    partial = {e: TRUTH[e][:2] for e in TRUTH}
+    p = compute_views(*_tables(TRUTH, est, truth_seeds={0: TRUTH, 1: partial}),
+                      n_boot=50)["model_selection"]["score"]["finetune_acc"]
+    assert p["ci_resamples"] == "targets"

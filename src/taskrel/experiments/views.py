@@ -108,7 +108,10 @@ _DEFINITIONS = {
     "pooled": "correlation over all (encoder, target) pairs; CI: two-way cluster "
               "bootstrap, encoders and targets resampled with replacement, all pairs "
               "of the resampled sets",
-    "ci": "95% percentile bootstrap (2.5 and 97.5 percentiles), seeded",
+    "ci": "95% percentile bootstrap (2.5 and 97.5 percentiles), seeded; view (i) "
+          "resamples targets and, where the truth has >= 2 seeds measured on every "
+          "cell, also the truth seed each resampled target is scored against "
+          "(ci_resamples says which)",
     "few_label": "view (i) with the estimator at that fraction of the target's "
                  "labelled training rows, against the fraction-1.0 truth",
     "static_ranker": "a baseline that ignores the target: for target t each encoder is "
@@ -401,11 +404,20 @@ def _static(T: np.ndarray) -> np.ndarray:
 def _model_selection(E: np.ndarray, T: np.ndarray, n_boot: int, seed: int,
                      keys: Sequence[str] = ("weighted_tau", "pearson", "regret", "top1",
                                             "fidelity"),
-                     static: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+                     static: dict[str, np.ndarray] | None = None,
+                     truth_seeds: Mapping[int, np.ndarray] | None = None
+                     ) -> dict[str, Any]:
     """View (i) from the matrices; with ``static`` (the static ranker's per-target
-    statistics), also the paired differences against it."""
+    statistics), also the paired differences against it; with ``truth_seeds`` (the
+    truth of each seed, every one on the cells ``T`` has), CIs that resample the truth
+    seed as well as the targets."""
     stats, skipped = _per_target(E, T)
-    out = _summaries(stats, skipped, keys, n_boot, seed)
+    per_seed = None
+    if truth_seeds and len(truth_seeds) >= 2:
+        per_seed = [_per_target(E, Ts)[0] for _, Ts in sorted(truth_seeds.items())]
+    out = _summaries(stats, skipped, keys, n_boot, seed, per_seed)
+    out["ci_resamples"] = ("targets and truth seeds " + str(sorted(truth_seeds))
+                           if per_seed else "targets")
     if static is not None:
         out.update(_vs_static(stats, static, n_boot, seed))
     return out
@@ -436,14 +448,24 @@ def _vs_static(stats: dict[str, np.ndarray], static: dict[str, np.ndarray], n_bo
 
 
 def _summaries(stats: dict[str, np.ndarray], skipped: int, keys: Sequence[str],
-               n_boot: int, seed: int) -> dict[str, Any]:
+               n_boot: int, seed: int,
+               per_seed: Sequence[dict[str, np.ndarray]] | None = None
+               ) -> dict[str, Any]:
+    """Means over targets with percentile CIs: targets resampled, and with
+    ``per_seed`` (the per-target statistics under each truth seed) each resampled
+    target also draws the truth seed it is scored against."""
     used = np.isfinite(stats["regret"])
     out: dict[str, Any] = {}
-    idx = np.random.default_rng(seed).integers(0, int(used.sum()) or 1,
-                                               (n_boot, int(used.sum())))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, int(used.sum()) or 1, (n_boot, int(used.sum())))
+    pick = None if not per_seed else rng.integers(0, len(per_seed), idx.shape)
     for k in keys:
         s = stats[k][used]
-        boot = _nanmean(s[idx]) if s.size else None
+        if pick is not None and s.size:
+            S = np.vstack([ps[k][used] for ps in per_seed])  # (seeds, targets)
+            boot = _nanmean(S[pick, idx])
+        else:
+            boot = _nanmean(s[idx]) if s.size else None
         out[k] = _stat(float(_nanmean(s)) if s.size else math.nan, boot,
                        f"no target has >= {_MIN_ENCODERS} encoders with both values"
                        if not s.size else f"{k} undefined on every target")
@@ -579,15 +601,22 @@ def compute_views(cells: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[st
                              "few_label": {}, "noise_ceiling": {}}
     views["meta"]["estimators"][STATIC_RANKER] = {"higher_is_better": True,
                                                   "derived": True, "label_free": True}
+    by_seed = _truth_by_seed(truth)
     for t in truths:
         T = _matrix(tru[(t, 1.0)], encs, tgts)
         Tn = _normalized(T, tgts, K) if t in _ACCURACY_TRUTHS else None
         S = _static(T)
+        # Seeds measured on every cell the seed-mean truth has (a seed run on part of
+        # the grid would tilt the resampling towards the others).
+        seeds_t = {sd: M for sd, v in by_seed.items() if t in v
+                   for M in [_matrix(v[t], encs, tgts)]
+                   if np.array_equal(np.isfinite(M), np.isfinite(T))}
         static_stats, _ = _per_target(S, T)
         for e in [*hib, STATIC_RANKER]:
             E = S if e == STATIC_RANKER else _matrix(est.get((e, 1.0), {}), encs, tgts)
             views["model_selection"].setdefault(e, {})[t] = _model_selection(
-                E, T, n_boot, seed, static=None if e == STATIC_RANKER else static_stats)
+                E, T, n_boot, seed, static=None if e == STATIC_RANKER else static_stats,
+                truth_seeds=seeds_t)
             views["within_encoder"].setdefault(e, {})[t] = _within_encoder(
                 E, T, Tn, encs, n_boot, seed) if e != STATIC_RANKER else _no_within()
             views["pooled"].setdefault(e, {})[t] = _pooled(E, T, Tn, n_boot, seed)
