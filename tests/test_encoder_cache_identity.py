@@ -50,6 +50,22 @@ class _TimmNet(nn.Module):
         return self.fc
 
 
+class _Transform:
+    """Stands in for a library's evaluation transform: PIL RGB image -> (3, S, S)."""
+
+    def __init__(self, size, mean=(0.5,) * 3, std=(0.5,) * 3, **_):
+        self.size, self.mean, self.std = int(size), mean, std
+
+    def __call__(self, img):
+        a = np.asarray(img.resize((self.size, self.size)), np.float32) / 255
+        x = torch.from_numpy(a).permute(2, 0, 1)
+        return (x - torch.tensor(self.mean).view(3, 1, 1)) / torch.tensor(
+            self.std).view(3, 1, 1)
+
+    def __repr__(self):
+        return f"_Transform(size={self.size})"
+
+
 def _fake_timm():
     def create_model(name, pretrained=False, pretrained_cfg_overlay=None):
         net = _TimmNet()
@@ -62,18 +78,28 @@ def _fake_timm():
            "crop_pct": 1.0}
     return types.SimpleNamespace(
         create_model=create_model,
-        data=types.SimpleNamespace(resolve_data_config=lambda c, model: dict(cfg)))
+        models=types.SimpleNamespace(get_pretrained_cfg=lambda name: None),
+        data=types.SimpleNamespace(
+            resolve_data_config=lambda c, model: dict(cfg),
+            create_transform=lambda input_size, mean, std, **_: _Transform(
+                input_size[-1], mean, std)))
 
 
 def _tv_net():
     return nn.Sequential(_Pool(), nn.Linear(3, 4), nn.Linear(4, 5))
 
 
+class _Preset(_Transform):
+    """A torchvision weights' transforms(): the transform, with its settings."""
+
+    def __init__(self, crop_size=8, resize_size=8):
+        super().__init__(crop_size)
+        self.crop_size, self.resize_size = [crop_size], [resize_size]
+
+
 def _fake_torchvision():
-    transforms = types.SimpleNamespace(mean=(0.5,) * 3, std=(0.5,) * 3, crop_size=[8],
-                                       resize_size=[8])
     default = types.SimpleNamespace(url="https://example.invalid/net-0123abcd.pth",
-                                    transforms=lambda: transforms)
+                                    transforms=_Preset)
     models = types.SimpleNamespace(
         get_model=lambda name, weights=None: _tv_net(),
         get_model_weights=lambda name: types.SimpleNamespace(DEFAULT=default))
@@ -92,11 +118,11 @@ class _ClipModel(nn.Module):
 
 
 def _fake_open_clip():
-    def create_model_and_transforms(arch, pretrained=None):
+    def create_model_and_transforms(arch, pretrained=None, force_image_size=None):
         model = _ClipModel()
         if pretrained:
             model.load_state_dict(torch.load(pretrained, weights_only=True))
-        return model, None, None
+        return model, None, _Transform(force_image_size or model.visual.image_size)
 
     return types.SimpleNamespace(
         create_model_and_transforms=create_model_and_transforms)

@@ -5,14 +5,23 @@ Each needs its own package. None of them touches the network unless asked
 own cache, and a missing one fails at once with a :class:`TaskrelInputError` that says
 how to point the adapter at local weights.
 
-- ``hf:NAME``: NAME a local folder, or a model in the Hugging Face cache
+- ``hf:NAME``: a text model (transformers or sentence-transformers; image models
+  are refused), NAME a local folder, or a model in the Hugging Face cache
   (``local_files_only=True``);
-- ``timm:NAME``: ``weights=PATH`` (a checkpoint file), or ``download=True``
-  (set ``HF_HUB_OFFLINE=1`` to use the Hugging Face cache only);
+- ``timm:NAME``: ``weights=PATH`` (a checkpoint file, with the head it holds: the
+  1000-class one, another, or none), or ``download=True`` (set ``HF_HUB_OFFLINE=1``
+  to use the Hugging Face cache only);
 - ``torchvision:NAME``: ``weights=PATH``, or the file already in torch's hub cache
   (``$TORCH_HOME/hub/checkpoints``);
 - ``open_clip:ARCH/TAG``: TAG (or ``weights=``) a local checkpoint file, or
   ``download=True``.
+
+Preprocessing is the library's own evaluation transform, applied to each image:
+timm's ``resolve_data_config`` + ``create_transform``, the torchvision weights'
+``transforms()``, open_clip's preprocess (resize rule, interpolation and crop
+included). ``image_size`` sets its output size; open_clip then builds the model at that
+size (``force_image_size``), the others take the size as it is (a ViT-type model needs
+its native size).
 
 Cache identity: local weights enter :meth:`~taskrel.encoders.Encoder.cache_key` by
 their content (:func:`weights_digest`: SHA-256 of a file, or of the weight, config and
@@ -172,7 +181,11 @@ def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
     if pretrained and weights is not None:
         if not Path(weights).is_file():
             raise TaskrelInputError(f"timm:{name}: `weights` {weights!r} is not a file")
-        kw["pretrained_cfg_overlay"] = {"file": str(weights)}
+        overlay: dict[str, Any] = {"file": str(weights)}
+        classes = _timm_checkpoint_classes(timm, name, weights)
+        if classes is not None:  # the head the checkpoint holds: none, 1000, 10, ...
+            kw["num_classes"] = overlay["num_classes"] = classes
+        kw["pretrained_cfg_overlay"] = overlay
         key["weights_digest"] = weights_digest(weights)
     elif pretrained and not download:
         raise _offline("timm", name, "pass weights=/path/to/checkpoint "
@@ -181,8 +194,13 @@ def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
         key["seed"] = seed
     with _seeded(seed):
         net = timm.create_model(name, pretrained=pretrained, **kw)
+    # timm's own evaluation transform (resize rule, interpolation, crop), at image_size
+    # when given.
     cfg = timm.data.resolve_data_config({}, model=net)
-    size = int(image_size or cfg["input_size"][-1])
+    if image_size:
+        cfg["input_size"] = (cfg["input_size"][0], int(image_size), int(image_size))
+    size = int(cfg["input_size"][-1])
+    transform = timm.data.create_transform(**cfg)
     feats = _TimmFeatures(net)
     head = net.get_classifier() if getattr(net, "num_classes", 0) else None
     import torch.nn as nn
@@ -192,7 +210,21 @@ def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
     return TorchImageEncoder(f"timm:{name}", feats, head, dim=int(net.num_features),
                              image_size=size, mean=cfg["mean"], std=cfg["std"],
                              device=device, center_crop=float(cfg.get("crop_pct", 1.0)),
-                             key=key)
+                             key=key, transform=transform)
+
+
+def _timm_checkpoint_classes(timm: Any, name: str, weights: str) -> int | None:
+    """The number of classes of the head a timm checkpoint holds (0: none, as saved
+    from ``num_classes=0``), by the model's classifier name; None when timm does not
+    know ``name``'s classifier. timm itself loads a file with the default 1000-class
+    head only, so a headless or fine-tuned checkpoint would not load."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    clf = getattr(cfg, "classifier", None)
+    if not clf:
+        return None
+    clf = clf if isinstance(clf, str) else clf[0]
+    w = timm.models.load_state_dict(str(weights)).get(f"{clf}.weight")
+    return 0 if w is None else int(w.shape[0])
 
 
 def _TimmFeatures(net: Any) -> Any:  # noqa: N802 - builds a module
@@ -247,12 +279,23 @@ def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "au
     tv = require("torchvision", "pip install torchvision")
     net, wkey = _torchvision_net(tv, name, pretrained, weights, download,
                                  _check_seed(seed))
+    # The weights' own transforms (also for a random init: the same inputs as the
+    # pretrained model), resized in proportion at image_size.
     mean, std, size, crop = IMAGENET_MEAN, IMAGENET_STD, 224, 224 / 256
-    if pretrained:
-        t = tv.models.get_model_weights(name).DEFAULT.transforms()
+    transform = None
+    try:
+        preset = tv.models.get_model_weights(name).DEFAULT.transforms
+    except (KeyError, ValueError):  # an architecture without published weights
+        preset = None
+    if preset is not None:
+        t = preset()
         mean, std = tuple(t.mean), tuple(t.std)
         size = int(t.crop_size[0])
         crop = size / float(t.resize_size[0])
+        if image_size and int(image_size) != size:
+            size = int(image_size)
+            t = preset(crop_size=size, resize_size=round(size / crop))
+        transform = t
     # Replace the last Linear layer with identity: its input is the penultimate feature.
     parent, attr, last = None, None, None
     for mod_name, mod in net.named_modules():
@@ -265,7 +308,7 @@ def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "au
     setattr(parent, attr.rsplit(".", 1)[-1], nn.Identity())
     return TorchImageEncoder(f"torchvision:{name}", net, head, dim=int(head.in_features),
                              image_size=int(image_size or size), mean=mean, std=std,
-                             device=device, center_crop=crop,
+                             device=device, center_crop=crop, transform=transform,
                              key={"torchvision": package_version("torchvision"),
                                   "pretrained": pretrained, **wkey})
 
@@ -297,8 +340,13 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
         key["pretrained"] = str(tag_arg)
     if not tag_arg:
         key["seed"] = seed
+    # A size other than the model's own goes to open_clip (force_image_size: the
+    # position embedding is built, or a checkpoint's resized, for it); the image
+    # transform is open_clip's preprocess for the model as built.
+    force = {"force_image_size": int(image_size)} if image_size else {}
     with _seeded(seed):
-        model, _, pre = oc.create_model_and_transforms(arch, pretrained=tag_arg)
+        model, _, pre = oc.create_model_and_transforms(arch, pretrained=tag_arg,
+                                                       **force)
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple)
                else model.visual.image_size)
     mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
@@ -314,8 +362,8 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
 
     dim = int(model.visual.output_dim)
     return TorchImageEncoder(f"open_clip:{name}", Visual(model), None, dim=dim,
-                             image_size=int(image_size or size), mean=mean, std=std,
-                             device=device, key=key)
+                             image_size=size, mean=mean, std=std, device=device,
+                             key=key, transform=pre)
 
 
 
@@ -352,6 +400,11 @@ def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
             with _seeded(seed):
                 model = tr.AutoModel.from_config(config)
     except (OSError, ValueError) as exc:
+        if (p / "preprocessor_config.json").is_file():  # an image model's folder
+            raise TaskrelInputError(
+                f"hf:{name}: has an image processor and no tokenizer; hf: reads text "
+                "models only (transformers or sentence-transformers): use timm: or "
+                "open_clip: for image models") from None
         if download:
             raise TaskrelInputError(f"hf:{name}: {str(exc).splitlines()[0]}") from None
         raise _offline("hf", name, "pass a local folder (hf:/path/to/model), or load it "

