@@ -358,6 +358,17 @@ def test_open_clip_image_size_builds_the_model_at_that_size(clip_ckpt):
                                **FEAT_TOL)
 
 
+def test_open_clip_checkpoint_that_cannot_be_resized_is_one_clear_error(clip_ckpt):
+    from taskrel.encoders import load_encoder
+    from taskrel.exceptions import TaskrelInputError
+
+    # open_clip resizes a ViT's position embedding, not a ResNet's attention pool.
+    with pytest.raises(TaskrelInputError, match=r"do not load at image_size=32 .*"
+                                                r"attnpool.*--image-size"):
+        load_encoder(f"open_clip:taskrel-tiny-rn/{clip_ckpt['taskrel-tiny-rn']}",
+                     image_size=32, device="cpu")
+
+
 def test_open_clip_ranks_end_to_end(clip_ckpt, image_target, tmp_path):
     # By name, at rank's default image_size (64): the ViT is built at 64 px and its
     # checkpoint's 32-px position embedding resized by open_clip.

@@ -20,8 +20,9 @@ Preprocessing is the library's own evaluation transform, applied to each image:
 timm's ``resolve_data_config`` + ``create_transform``, the torchvision weights'
 ``transforms()``, open_clip's preprocess (resize rule, interpolation and crop
 included). ``image_size`` sets its output size; open_clip then builds the model at that
-size (``force_image_size``), the others take the size as it is (a ViT-type model needs
-its native size).
+size (``force_image_size``: a ViT checkpoint is resized, a ResNet one loads at its own
+size only), the others take the size as it is (a ViT-type timm model needs its native
+size).
 
 Cache identity: local weights enter :meth:`~taskrel.encoders.Encoder.cache_key` by
 their content (:func:`weights_digest`: SHA-256 of a file, or of the weight, config and
@@ -344,9 +345,17 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
     # position embedding is built, or a checkpoint's resized, for it); the image
     # transform is open_clip's preprocess for the model as built.
     force = {"force_image_size": int(image_size)} if image_size else {}
-    with _seeded(seed):
-        model, _, pre = oc.create_model_and_transforms(arch, pretrained=tag_arg,
-                                                       **force)
+    try:
+        with _seeded(seed):
+            model, _, pre = oc.create_model_and_transforms(arch, pretrained=tag_arg,
+                                                           **force)
+    except RuntimeError as exc:  # a checkpoint open_clip cannot resize (ResNet towers)
+        if not force:
+            raise
+        raise TaskrelInputError(
+            f"open_clip:{name}: the weights do not load at image_size={image_size} "
+            f"({str(exc).strip().splitlines()[-1].strip()}); pass the model's own "
+            "image size (--image-size)") from None
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple)
                else model.visual.image_size)
     mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
