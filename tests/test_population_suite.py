@@ -27,6 +27,7 @@ from taskrel.experiments.reproduce import check_config, make_cell_fn, suite_conf
 from taskrel.experiments.store import Cell, ResultsStore
 from taskrel.experiments.suite import cell_reference, expand_grid, parse_config, run_grid
 from taskrel.exceptions import TaskrelInputError
+from taskrel.features.extract import selected_rows
 
 _ENC = "smallcnn_e1_on_fm_tops"
 
@@ -90,28 +91,27 @@ def test_quick_run_own_source_reads_the_held_out_split(quick):
     cfg, db, out = quick
     rows = {(r["encoder"], r["target"], r["estimator"]): r for r in _rows(db)}
     assert len(rows) == len(expand_grid(cfg))
-    own = rows[(_ENC, "mnist_high", "task_relatedness")]
-    fixed = rows[(_ENC, "mnist_high", "task_relatedness_fixed")]
+    own = rows[(_ENC, "fm_others", "task_relatedness")]
+    fixed = rows[(_ENC, "fm_others", "task_relatedness_fixed")]
     assert own["reference"] == "fm_tops" and fixed["reference"] == "fashion_mnist"
     assert own["extra"]["reference_task"] == "fm_tops"
     assert own["extra"]["reference_split"] == "test"
     assert "reference_task" not in fixed["extra"]
     # The own-source reference is the source's test split (capped), never a row the
     # encoder trained on: compare the images themselves.
-    cell = Cell(_ENC, "fm_tops", "mnist_high", 1.0, 0, "task_relatedness")
+    cell = Cell(_ENC, "fm_tops", "fm_others", 1.0, 0, "task_relatedness")
     assert reference_unit(cfg, cell) == (_ENC, "fm_tops", HELDOUT)
     spec = cfg.source("fm_tops")
     ds = suite_dataset(spec)
     ref = unit_task(cfg, reference_unit(cfg, cell))
     n_ref = own["extra"]["n_reference"]
     assert n_ref == len(ref.labels) == min(cfg.options["max_reference"], len(ds.y_test))
-    enc = suite_encoder(cfg, _ENC)
-    test_feats = enc.encode(ds.x_test)
-    train_feats = enc.encode(ds.x_train)
-    d_test = np.abs(ref.features[:, None, :] - test_feats[None]).sum(-1).min(1)
-    assert np.allclose(d_test, 0, atol=1e-4)   # every reference row is a test row
-    d_train = np.abs(ref.features[:, None, :] - train_feats[None]).sum(-1).min(1)
-    assert d_train.min() > 1e-3                 # and none is a training row
+    assert ref.meta["split"] == "test"
+    rows = selected_rows(ds, "test", cfg.options["max_reference"], "stratified")
+    np.testing.assert_allclose(ref.features, suite_encoder(cfg, _ENC).encode(
+        ds.x_test[rows]), rtol=1e-5, atol=1e-5)   # the reference is these test images
+    seen = {x.tobytes() for x in ds.x_train}      # the rows the encoder could train on
+    assert not any(x.tobytes() in seen for x in ds.x_test[rows])
     recipe = source_recipe(cfg, "smallcnn_e1", "fm_tops")
     assert recipe["split"] == "train" and recipe["epochs"] == 1
     # The fixed estimator reads Fashion-MNIST (train + test rows) for every encoder.
@@ -138,7 +138,7 @@ def test_quick_run_fine_tuning_and_probe_rows(quick):
     assert len(ft) == len(lr) == len(cfg.encoders) * len(cfg.targets)
     assert all(r["value"] is not None and 0 <= r["value"] <= 1 for r in ft + lr)
     # The encoder's recipe is in every cell's digest: another width is another encoder.
-    c = Cell(_ENC, "fashion_mnist", "mnist_high", 1.0, 0, "logreg")
+    c = Cell(_ENC, "fashion_mnist", "fm_others", 1.0, 0, "logreg")
     other = replace(cfg, options={**cfg.options, "source_rows": 299})
     assert cell_digest(cfg, c) != cell_digest(other, c)
 
