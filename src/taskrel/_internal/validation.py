@@ -21,6 +21,7 @@ __all__ = [
     "check_labels",
     "check_consistent_length",
     "check_same_dim",
+    "check_bool",
     "check_choice",
     "check_positive",
     "check_seed",
@@ -149,6 +150,13 @@ def check_same_dim(
             f"`{a_name}` and `{b_name}` must have the same number of features: "
             f"{a.shape[1]} vs {b.shape[1]}"
         )
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` as a bool; it must be one (NumPy's ``bool_`` included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TaskrelInputError(f"`{name}` must be True or False; got {value!r}")
+    return bool(value)
 
 
 def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:

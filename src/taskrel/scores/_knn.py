@@ -7,7 +7,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from .._internal.oom import with_oom_fallback
-from .._internal.validation import check_choice, check_positive
+from .._internal.validation import check_bool, check_choice, check_positive
 from ..exceptions import TaskrelInputError
 from ._common import features_labels
 from ._registry import register_score
@@ -45,8 +45,10 @@ def _block_distances(Zb: torch.Tensor, Z: torch.Tensor, sq_b: torch.Tensor,
     return D.mul_(-2.0).add_(sq[None, :]).add_(sq_b[:, None])
 
 
-def _count_correct(Z: torch.Tensor, y: torch.Tensor, k: int, C: int, batch: int) -> int:
-    """Leave-one-out hits of the k-NN vote, queries in blocks of ``batch`` rows."""
+def _count_correct(Z: torch.Tensor, y: torch.Tensor, k: int, C: int, batch: int
+                   ) -> torch.Tensor:
+    """Leave-one-out hits of the k-NN vote per true class (int64, C), queries in
+    blocks of ``batch`` rows."""
     n = Z.shape[0]
     sq = torch.sum(Z * Z, dim=1)
     # Vote weight k (k + 1) + (k - rank): the extra parts of a class sum to less than
@@ -54,7 +56,7 @@ def _count_correct(Z: torch.Tensor, y: torch.Tensor, k: int, C: int, batch: int)
     # rank nearer in total; a tie in that too, to the lower class id. Integers, so
     # the argmax is exact and the same on every device.
     weight = k * (k + 1) + (k - torch.arange(k, device=Z.device))
-    correct = 0
+    hits = torch.zeros(C, dtype=torch.int64, device=Z.device)
     for s in range(0, n, batch):
         e = min(n, s + batch)
         rows = torch.arange(e - s, device=Z.device)
@@ -65,8 +67,8 @@ def _count_correct(Z: torch.Tensor, y: torch.Tensor, k: int, C: int, batch: int)
         votes = torch.zeros((e - s, C), dtype=torch.int64, device=Z.device)
         votes.scatter_add_(1, y[nb], weight.expand(e - s, k))
         pred = torch.argmax(votes, dim=1)
-        correct += int(torch.sum(pred == y[s:e]))
-    return correct
+        hits += torch.bincount(y[s:e][pred == y[s:e]], minlength=C)
+    return hits
 
 
 @register_score(
@@ -76,12 +78,15 @@ def _count_correct(Z: torch.Tensor, y: torch.Tensor, k: int, C: int, batch: int)
 )
 def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
                  metric: str = "euclidean", batch_size: int = 1024,
-                 device: str | torch.device = "cpu") -> float:
+                 device: str | torch.device = "cpu", balanced: bool = False) -> float:
     r"""Leave-one-out k-NN accuracy: :math:`\frac1n\sum_i[\hat y_{-i}(x_i) = y_i]`.
 
     :math:`\hat y_{-i}` is the majority label among the k nearest other samples;
     a tie goes to the tied class whose members rank nearer in total (larger sum of
-    k - rank, ranks from 0), then to the lower class id.
+    k - rank, ranks from 0), then to the lower class id. With ``balanced``, the mean
+    per-class recall of the same vote,
+    :math:`\frac1C\sum_c\frac1{n_c}\sum_{i: y_i=c}[\hat y_{-i}(x_i) = c]`, so every
+    class weighs the same whatever its size.
 
     Parameters
     ----------
@@ -96,6 +101,9 @@ def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
         complete run, never a mix.
     device : {'cpu', 'auto', 'cuda', 'cuda:N'} or torch.device, default 'cpu'
         Where distances and neighbour searches run (torch).
+    balanced : bool, default False
+        Balanced accuracy (mean per-class recall) instead of accuracy: on an
+        imbalanced target, plain accuracy mostly measures the largest classes.
 
     Returns
     -------
@@ -118,10 +126,14 @@ def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
     --------
     >>> knn_accuracy([[0.], [0.1], [0.2], [5.], [5.1], [5.2]], [0, 0, 0, 1, 1, 1], k=2)
     1.0
+    >>> X, y = [[0.], [0.1], [0.2], [0.3], [5.], [5.1]], [0, 0, 0, 0, 1, 1]
+    >>> knn_accuracy(X, y, k=3), knn_accuracy(X, y, k=3, balanced=True)
+    (0.6666666666666666, 0.5)
     """
     k = check_positive(k, "k", integer=True)
     check_choice(metric, "metric", ("euclidean", "cosine"))
     batch_size = check_positive(batch_size, "batch_size", integer=True)
+    balanced = check_bool(balanced, "balanced")
     dev = check_device(device)
     X, y, C = features_labels(features, labels)
     n = X.shape[0]
@@ -129,6 +141,8 @@ def knn_accuracy(features: ArrayLike, labels: ArrayLike, k: int = 10, *,
         raise TaskrelInputError(f"`k` must be below the number of samples ({n}); got {k}")
     Z = _prepare(X, metric, dev)
     yt = labels_tensor(y, dev)
-    correct = with_oom_fallback(lambda b: _count_correct(Z, yt, k, C, b),
-                                min(batch_size, n))
-    return correct / n
+    hits = with_oom_fallback(lambda b: _count_correct(Z, yt, k, C, b),
+                             min(batch_size, n)).cpu().numpy()
+    if balanced:
+        return float(np.mean(hits / np.bincount(y, minlength=C)))
+    return int(hits.sum()) / n

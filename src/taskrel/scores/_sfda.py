@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from numpy.typing import ArrayLike
 
-from .._internal.validation import check_positive
+from .._internal.validation import check_bool, check_positive
 from ._common import features_labels
 from ._registry import register_score
 from ._torch_ops import (
@@ -45,11 +45,13 @@ def _top_eigenvalue(Sw: torch.Tensor, exact: float) -> float:
     return float(x @ (Sw @ yv))
 
 
-def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None
-               ) -> tuple[torch.Tensor, float]:
+def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None,
+               balanced: bool = False) -> tuple[torch.Tensor, float]:
     """Shrinkage-LDA class posteriors on X; returns (proba n x C, shrinkage used).
 
     ``X`` and ``y`` are tensors (or arrays, read as float64 / int64 CPU tensors).
+    With ``balanced`` every class weighs 1/C in the within-class scatter and in the
+    priors (instead of its share n_c/n).
     """
     X = torch.as_tensor(X, dtype=torch.float64)
     y = torch.as_tensor(y, dtype=torch.int64, device=X.device)
@@ -58,6 +60,12 @@ def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None
     means = class_sums(X, y, C) / counts[:, None]
     # X - means[y] in one n x d buffer (fresh temporaries are slow on torch's CPU).
     R = means[y].neg_().add_(X)
+    if balanced:
+        # sum_c (1/C) cov_c: row i weighted by n / (C n_{y_i}), through sqrt in R.
+        R.mul_(torch.sqrt(n / (C * counts))[y][:, None])
+        prior = torch.full((C,), -math.log(C), dtype=X.dtype, device=X.device)
+    else:
+        prior = torch.log(counts / n)
     Sw = gram(R) / n  # sum_c pi_c cov_c (biased)
     w, V = torch.linalg.eigh(Sw)
     w = torch.clamp(w, min=0.0)
@@ -67,7 +75,7 @@ def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None
     mu = float(w.sum()) / d
     e = (1 - shrinkage) * w + shrinkage * mu  # eigenvalues of the shrunk Sw
     coef = ((means @ V) / e) @ V.T  # means Sw^-1, C x d
-    intercept = -0.5 * torch.sum(coef * means, dim=1) + torch.log(counts / n)
+    intercept = -0.5 * torch.sum(coef * means, dim=1) + prior
     return torch.softmax(X @ coef.T + intercept, dim=1), shrinkage
 
 
@@ -77,7 +85,8 @@ def _lda_proba(X: Any, y: Any, C: int, shrinkage: float | None
     paper="Shao et al., ECCV 2022 (Not All Models Are Equal)", gpu=True,
 )
 def sfda(features: ArrayLike, labels: ArrayLike, *,
-         shrinkage: float | None = None, device: str | torch.device = "cpu") -> float:
+         shrinkage: float | None = None, device: str | torch.device = "cpu",
+         balanced: bool = False) -> float:
     r"""SFDA: self-challenging Fisher discriminant analysis score.
 
     1. Fit a shrinkage LDA: within-class scatter
@@ -93,6 +102,14 @@ def sfda(features: ArrayLike, labels: ArrayLike, *,
     4. Refit the LDA (same :math:`\lambda`) on the mixed features; the score is
        :math:`\frac1n\sum_i p(y_i\mid x_i)`.
 
+    With ``balanced`` (class-weighted SFDA) every class weighs the same: each row
+    counts :math:`n / (C n_{y_i})` times, so :math:`S_w=\frac1C\sum_c\Sigma_c`
+    (:math:`\Sigma_c` the biased covariance of class c), the priors are
+    :math:`\pi_c=1/C`, and the score is
+    :math:`\frac1C\sum_c\frac1{n_c}\sum_{i:y_i=c}p(y_i\mid x_i)`. The class means
+    and ConfMix's :math:`\bar\mu_{-c}` (a mean of class means) do not depend on the
+    class sizes and are unchanged.
+
     Parameters
     ----------
     features : array-like of shape (n_samples, n_features)
@@ -101,6 +118,8 @@ def sfda(features: ArrayLike, labels: ArrayLike, *,
         Fixed shrinkage instead of the adaptive rule.
     device : {'cpu', 'auto', 'cuda', 'cuda:N'} or torch.device, default 'cpu'
         Where both LDA fits and the ConfMix step run (torch, float64).
+    balanced : bool, default False
+        Class-weighted SFDA (above); False is the authors' score.
 
     Returns
     -------
@@ -128,16 +147,20 @@ def sfda(features: ArrayLike, labels: ArrayLike, *,
             from ..exceptions import TaskrelInputError
 
             raise TaskrelInputError(f"`shrinkage` must be in (0, 1]; got {shrinkage!r}")
+    balanced = check_bool(balanced, "balanced")
     dev = check_device(device)
     X, y, C = features_labels(features, labels)
     n = X.shape[0]
     Xt, yt = to_tensor(X, dev), labels_tensor(y, dev)
-    p, lam = _lda_proba(Xt, yt, C, shrinkage)
+    p, lam = _lda_proba(Xt, yt, C, shrinkage, balanced)
     q = torch.softmax(p, dim=1)
     means = class_sums(Xt, yt, C) / class_counts(yt, C)[:, None]
     others = (means.sum(dim=0) - means) / (C - 1)
     rows = torch.arange(n, device=dev)
     conf = q[rows, yt][:, None]
     Xm = torch.lerp(others[yt], Xt, conf)  # conf * X + (1 - conf) * others, fused
-    p2, _ = _lda_proba(Xm, yt, C, lam)
+    p2, _ = _lda_proba(Xm, yt, C, lam, balanced)
+    if balanced:
+        per_class = class_sums(p2[rows, yt][:, None], yt, C)[:, 0] / class_counts(yt, C)
+        return float(torch.mean(per_class))
     return float(torch.mean(p2[rows, yt]))
