@@ -4,7 +4,10 @@ r"""``taskrel.rank``: which of my encoders should I fine-tune on my data, and wh
 CSV/TSV of texts and labels, a packaged dataset name or a
 :class:`~taskrel.features.datasets.Dataset`) and a few candidate encoders, and returns
 a :class:`Ranking`: one row per encoder with each estimator's value and rank, the
-consensus rank, task-relatedness's three terms and a one-line "why".
+consensus rank, task-relatedness's three terms and a one-line "why". Embeddings that
+already exist (one file or array per candidate: ``features=``, ``taskrel rank
+--features``; :mod:`taskrel.features.precomputed`) skip stages 1-2's encoders and are
+ranked the same way.
 
 How a ranking is made, stage by stage (each stage is a function of the layers below):
 
@@ -14,15 +17,21 @@ How a ranking is made, stage by stage (each stage is a function of the layers be
    a remote model without local weights fails here, in one line).
 2. **Features** of the target's and the reference's training rows through
    :func:`taskrel.features.extract.extract_task` (cached on disk, resumable), capped at
-   ``max_target`` / ``max_reference`` rows (stratified by class), and projected on the
-   reference's top ``feature_dim`` principal directions (the committed benchmark's
-   setting). An encoder fitted to its data (``tfidf_svd``) is fitted once, on the
-   target's rows, and encodes both tasks.
-3. **Estimators** on the target's training rows (:func:`taskrel.scores.compute_score`);
-   task-relatedness (:func:`taskrel.task_relatedness`) against the reference gives the
-   bound and its terms. An estimator that does not apply (LEEP without the encoder's
-   own classifier head, any labelled score with ``labels=False``) is reported with the
-   reason, never guessed.
+   ``max_target`` / ``max_reference`` rows (stratified by class). An encoder fitted to
+   its data (``tfidf_svd``) is fitted once, on the target's rows, and encodes both
+   tasks.
+3. **Estimators** on the target's training rows (:func:`taskrel.scores.compute_score`).
+   The target-only ones (registry inputs without ``source_task``: k-NN, SFDA,
+   H-score, LogME, ...) read the target on its *own* top ``feature_dim`` principal
+   directions (fitted on the target's rows), so the reference never changes their
+   values; task-relatedness (:func:`taskrel.task_relatedness`) and the ``source_task``
+   scores read both tasks on the *reference's* top ``feature_dim`` directions (the
+   committed benchmark's setting), and give the bound and its terms. With
+   ``balanced`` the estimators that can weigh every class the same
+   (:func:`balanced_estimators`); without it an imbalanced target warns. An
+   estimator that does not apply (LEEP without the encoder's own classifier head,
+   any labelled score with ``labels=False``, task-relatedness for precomputed
+   features without reference rows) is reported with the reason, never guessed.
 4. **Ranks**: per estimator, 1 = predicted best, oriented by the score's
    ``higher_is_better``; equal values share their average rank (two encoders tied
    first are both #1.5), so the ranking does not depend on the order the encoders are
@@ -39,7 +48,8 @@ How a ranking is made, stage by stage (each stage is a function of the layers be
 A rerun with the same inputs is instant: the rows are cached under
 ``<cache_dir>/rankings/<key>.json`` (written atomically), where ``<key>`` hashes the
 target's and the reference's content fingerprints, the encoders' cache keys, the
-estimators, the options and the taskrel version.
+estimators, the options and the taskrel version. Precomputed features are not cached
+(nothing is extracted; the estimators are recomputed).
 """
 
 from __future__ import annotations
@@ -58,11 +68,13 @@ from typing import Any
 import numpy as np
 
 from ._internal.serialize import atomic_write_json
+from ._internal.validation import check_bool
 from .exceptions import TaskrelInputError
 
 __all__ = ["rank", "Ranking", "resolve_target", "resolve_reference", "resolve_encoders",
            "consensus_ranks", "explain", "format_rank", "plot_ranking", "DEFAULT_ESTIMATORS",
-           "EXPLAIN_ONLY", "LEAD_ESTIMATOR", "DEFAULT_REFERENCES"]
+           "EXPLAIN_ONLY", "LEAD_ESTIMATOR", "DEFAULT_REFERENCES", "IMBALANCE_RATIO",
+           "balanced_estimators", "warn_if_imbalanced"]
 
 #: The default estimators: the issue-12 benchmark's best in model selection per target
 #: (view (i), weighted Kendall tau; docs/results/{vision,text}/views.json). k-NN accuracy
@@ -86,7 +98,8 @@ DEFAULT_REFERENCES: dict[str, tuple[str, ...]] = {
     "image": ("fashion_mnist", "digits"),  # digits when Fashion-MNIST is not installed
     "text": ("20newsgroups",),
 }
-_FORMAT = 4  # 4: average ranks, failures per encoder, tfidf_svd fitted once
+_FORMAT = 5  # 5: target-only estimators on the target's own projection; balanced
+# (4: average ranks, failures per encoder, tfidf_svd fitted once)
 _TERMS = ("score", "bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
           "distribution_mismatch", "reference_accuracy", "transformed_accuracy",
           "pseudo_label_accuracy", "tau")
@@ -107,7 +120,8 @@ class Ranking:
         its features could not be extracted: exception type and first line),
         ``warnings`` (what the estimators warned, one line each), ``terms``
         (task-relatedness: bound, reweighted_reference_loss, label_mismatch,
-        lipschitz, distribution_mismatch, lipschitz_x_w1, reference_accuracy, ...)
+        lipschitz, distribution_mismatch, lipschitz_x_w1, reference_accuracy, ...),
+        ``feature_dim`` (the target-only estimators' dimension), ``reference_classes``
         and ``why``.
     estimators : tuple of str
         In the order given.
@@ -116,7 +130,8 @@ class Ranking:
     directions : dict
         Estimator -> ``"higher is better"`` or ``"lower is better"``.
     target, reference : dict
-        Name, modality, rows used, classes, content fingerprint.
+        Name, modality (``features`` for precomputed features), rows used, classes,
+        content fingerprint (of the labels, for precomputed features).
     options : dict
         Every setting that changes the numbers.
     seconds : float
@@ -223,23 +238,30 @@ def _dataset_from_path(spec: Any, text_col: str, label_col: str, skip_unreadable
 
 
 def _check_target(ds: Any, labels: bool) -> None:
-    n = len(ds.y_train)
+    _check_class_counts(f"target {ds.name!r}", np.asarray(ds.y_train),
+                        list(ds.class_names), labels)
+
+
+def _check_class_counts(what: str, y: Any, class_names: list[str], labels: bool) -> None:
+    """At least 4 rows; with ``labels``, 2 classes with 2 rows each (``y`` holds class
+    ids into ``class_names``)."""
+    n = len(y)
     if n < 4:
-        raise TaskrelInputError(f"target {ds.name!r} has {n} training row(s); ranking "
-                                "needs at least 4")
+        raise TaskrelInputError(f"{what} has {n} training row(s); ranking needs at "
+                                "least 4")
     if not labels:
         return
-    counts = np.bincount(np.asarray(ds.y_train), minlength=ds.n_classes)
+    counts = np.bincount(y, minlength=len(class_names))
     present = np.flatnonzero(counts)
     if present.size < 2:
         raise TaskrelInputError(
-            f"target {ds.name!r} has {present.size} class(es) "
-            f"({', '.join(ds.class_names) or '-'}); ranking with labels needs at least "
+            f"{what} has {present.size} class(es) "
+            f"({', '.join(class_names) or '-'}); ranking with labels needs at least "
             "2 (or use --no-labels)")
-    thin = [ds.class_names[i] for i in present if counts[i] < 2]
+    thin = [class_names[i] for i in present if counts[i] < 2]
     if thin:
         raise TaskrelInputError(
-            f"target {ds.name!r}: class(es) {thin[:5]} have 1 training row; every class "
+            f"{what}: class(es) {thin[:5]} have 1 training row; every class "
             "needs at least 2")
 
 
@@ -540,6 +562,8 @@ def _fit_on_target(enc: Any, tgt_ds: Any, limit: int) -> bool:
 
 
 def _project(ref: Any, tgt: Any, k: int) -> tuple[Any, Any]:
+    """Both tasks on the reference's top ``k`` principal directions (when wider): the
+    shared space task-relatedness and the ``source_task`` scores compare them in."""
     from dataclasses import replace
 
     Xr = np.asarray(ref.features, np.float64)
@@ -552,8 +576,44 @@ def _project(ref: Any, tgt: Any, k: int) -> tuple[Any, Any]:
     return replace(ref, features=Xr), replace(tgt, features=Xt)
 
 
-def _score_values(enc: Any, ref: Any, tgt: Any, estimators: Sequence[str],
-                  labels: bool, device: str) -> tuple[dict[str, Any], dict[str, str]]:
+def _own_projection(tgt: Any, k: int) -> Any:
+    """The target on its own top ``k`` principal directions, when wider than ``k``
+    (else unchanged): what the target-only estimators read, so that their values do
+    not depend on the reference.
+
+    Fitted on the target's rows: centered by their mean, the right singular vectors
+    of the largest singular values, each signed so that its largest-magnitude entry
+    is positive (scikit-learn's ``svd_flip`` rule: the same projection on every
+    machine and run), directions of zero variance (beyond rank n - 1) dropped.
+    """
+    from dataclasses import replace
+
+    X = np.asarray(tgt.features, np.float64)
+    if X.shape[1] <= k:
+        return tgt
+    Xc = X - X.mean(0)
+    _, sv, vt = np.linalg.svd(Xc, full_matrices=False)
+    keep = int(min(k, np.count_nonzero(sv > sv[0] * max(X.shape) * np.finfo(float).eps)))
+    comps = vt[:max(keep, 1)]
+    signs = np.sign(comps[np.arange(comps.shape[0]), np.argmax(np.abs(comps), axis=1)])
+    return replace(tgt, features=Xc @ (comps * signs[:, None]).T)
+
+
+#: Why a score that needs the reference is not computed for a candidate without one.
+_NO_REFERENCE = ("no reference rows for this candidate (reference_features and "
+                 "reference_labels in its .npz, or `reference` in Python)")
+
+
+def _score_values(name: str, ref: Any, tgt: Any, estimators: Sequence[str],
+                  labels: bool, device: str, *, own: Any = None, balanced: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each estimator's value (None where not computed) and the reasons.
+
+    ``tgt`` and ``ref`` (None: no reference) in the reference's projection feed the
+    scores whose inputs include ``source_task``; ``own`` (default ``tgt``), the
+    target in its own projection, feeds the target-only scores. ``balanced`` goes
+    to the scores that take it (:func:`balanced_estimators`).
+    """
     from .scores import compute_score, get_score
 
     vals: dict[str, Any] = {}
@@ -563,20 +623,44 @@ def _score_values(enc: Any, ref: Any, tgt: Any, estimators: Sequence[str],
         vals[est] = None
         if est == "task_relatedness":
             continue
+        uses_ref = "source_task" in spec.inputs
         if not labels and "labels" in spec.inputs:
             why[est] = "needs target labels (label-free mode)"
         elif {"source_probs", "source_labels"} & set(spec.inputs) and \
                 tgt.source_probs is None:
-            why[est] = (f"{enc.name} has no classifier head of its own (this score "
+            why[est] = (f"{name} has no classifier head of its own (this score "
                         "needs its source-class probabilities)")
+        elif uses_ref and ref is None:
+            why[est] = _NO_REFERENCE
         else:
+            kw = {"balanced": True} if balanced and est in balanced_estimators() else {}
             try:
-                vals[est] = compute_score(est, tgt, source=ref, device=device)
+                vals[est] = compute_score(est, tgt if uses_ref or own is None else own,
+                                          source=ref, device=device, **kw)
             except MemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reported in this encoder's row
                 why[est] = _reason(exc)
     return vals, why
+
+
+def balanced_estimators() -> tuple[str, ...]:
+    """The registered scores that honour ``balanced`` (their function takes a
+    ``balanced`` keyword): balanced k-NN accuracy (mean per-class recall) and
+    class-weighted SFDA. The others weigh every row the same whatever ``balanced``
+    says.
+
+    Examples
+    --------
+    >>> balanced_estimators()
+    ('knn_accuracy', 'sfda')
+    """
+    import inspect
+
+    from .scores import get_score, list_scores
+
+    return tuple(n for n in list_scores()
+                 if "balanced" in inspect.signature(get_score(n).func).parameters)
 
 
 def _reason(exc: BaseException) -> str:
@@ -592,13 +676,13 @@ def _relatedness(ref: Any, tgt: Any, labels: bool, seed: int, device: str
                  ) -> dict[str, Any]:
     from .relatedness import task_relatedness
 
-    k_t = int(np.unique(tgt.labels).size)
     k_r = int(np.unique(ref.labels).size)
     kw: dict[str, Any] = {"seed": seed, "device": device, "progress": False}
-    if k_t > k_r:
+    k_t = None if tgt.labels is None else int(np.unique(tgt.labels).size)
+    if k_t is not None and k_t > k_r:
         kw["b_mode"] = "learned"  # the sparse label map needs K_T <= K_R
     if not labels:
-        kw["n_target_classes"] = min(k_t, k_r) if k_t > 1 else None
+        kw["n_target_classes"] = min(k_t, k_r) if k_t is not None and k_t > 1 else None
     r = task_relatedness(ref.features, ref.labels, tgt.features,
                          tgt.labels if labels else None, **kw)
     d = r.to_dict()
@@ -611,7 +695,7 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
                  opts: dict[str, Any], cache: Any, progress: bool) -> dict[str, Any]:
     from .scores import get_score
 
-    dev, lab = opts["device"], opts["labels"]
+    dev = opts["device"]
     want = any({"source_probs", "source_labels"} & set(get_score(e).inputs) for e in est)
     try:
         fitted = _fit_on_target(enc, tgt_ds, opts["max_target"])
@@ -619,7 +703,6 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
                         fit=not fitted)
         tgt = _features(enc, tgt_ds, opts["max_target"], cache, dev, progress, want,
                         fit=not fitted)
-        ref, tgt = _project(ref, tgt, opts["feature_dim"])
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - this encoder's row says why
@@ -627,13 +710,34 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
                 "not_computed": {e: "feature extraction failed" for e in est},
                 "terms": {}, "warnings": [], "error": _reason(exc), "feature_dim": None,
                 "has_source_head": bool(enc.has_source_head)}
+    return _scored_row(enc.name, ref, tgt, est, opts, bool(enc.has_source_head))
+
+
+def _scored_row(name: str, ref: Any, tgt: Any, est: tuple[str, ...],
+                opts: dict[str, Any], has_head: bool) -> dict[str, Any]:
+    """One candidate's raw row from its target (and reference, or None) features.
+
+    The target-only estimators read the target in its own projection
+    (:func:`_own_projection`); task-relatedness and the ``source_task`` scores read
+    both tasks in the reference's (:func:`_project`), which is computed only for them.
+    """
+    from .scores import get_score
+
+    dev, lab, k = opts["device"], opts["labels"], opts["feature_dim"]
+    own = _own_projection(tgt, k)
+    uses_ref = any(e == "task_relatedness" or "source_task" in get_score(e).inputs
+                   for e in est)
+    ref_p, tgt_p = _project(ref, tgt, k) if ref is not None and uses_ref else (ref, tgt)
     terms: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        vals, why = _score_values(enc, ref, tgt, est, lab, dev)
-        if "task_relatedness" in est:
+        vals, why = _score_values(name, ref_p, tgt_p, est, lab, dev, own=own,
+                                  balanced=opts.get("balanced", False))
+        if "task_relatedness" in est and ref_p is None:
+            why["task_relatedness"] = _NO_REFERENCE
+        elif "task_relatedness" in est:
             try:
-                terms = _relatedness(ref, tgt, lab, opts["seed"], dev)
+                terms = _relatedness(ref_p, tgt_p, lab, opts["seed"], dev)
                 vals["task_relatedness"] = terms["score"]
             except MemoryError:
                 raise
@@ -641,10 +745,11 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
                 why["task_relatedness"] = _reason(exc)
     said = [f"{w.category.__name__}: {str(w.message).splitlines()[0][:240]}"
             for w in caught]
-    return {"encoder": enc.name, "values": vals, "not_computed": why, "terms": terms,
+    return {"encoder": name, "values": vals, "not_computed": why, "terms": terms,
             "warnings": list(dict.fromkeys(said)),
-            "feature_dim": int(tgt.features.shape[1]),
-            "has_source_head": bool(enc.has_source_head)}
+            "feature_dim": int(own.features.shape[1]), "has_source_head": has_head,
+            "reference_classes": None if ref is None else
+            int(np.unique(ref.labels).size)}
 
 
 def _cache_file(cache: Path | None, key: dict[str, Any]) -> Path | None:
@@ -724,19 +829,25 @@ def _assemble(raw: list[dict[str, Any]], est: tuple[str, ...], k_r: int
             "votes": sum(ranks[n].get(v) is not None for v in voters),
             "ranks": ranks[n]})
     for r in rows:
-        r["why"] = explain(r, rows, n_reference_classes=k_r, voters=voters)
+        r["why"] = explain(r, rows, n_reference_classes=r.get("reference_classes") or k_r,
+                           voters=voters)
     return tuple(rows), tuple(voters), notes
 
 
-def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
-         estimators: Sequence[str] | str | None = None, labels: bool = True,
-         text_col: str = "text", label_col: str = "label", image_size: int | None = 64,
-         max_reference: int = 2000, max_target: int = 1000, feature_dim: int = 64,
-         seed: int = 0, device: str = "auto",
+def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
+         features: Any = None, reference: Any = None,
+         estimators: Sequence[str] | str | None = None, labels: Any = True,
+         balanced: bool = False, text_col: str = "text", label_col: str = "label",
+         image_size: int | None = 64, max_reference: int = 2000, max_target: int = 1000,
+         feature_dim: int = 64, seed: int = 0, device: str = "auto",
          cache_dir: str | os.PathLike[str] | None | bool = None,
          skip_unreadable: bool = False, encoder_options: dict[str, Any] | None = None,
          progress: bool = True) -> Ranking:
     """Rank candidate encoders for a target task, and say why.
+
+    Two ways in: a ``target`` task and ``encoders`` to run on it, or ``features``
+    already computed, one entry per candidate (then no encoder runs, and ``target``
+    and ``encoders`` stay None).
 
     Parameters
     ----------
@@ -747,30 +858,55 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
         Packaged names (:func:`taskrel.encoders.list_encoders`), ``timm:`` /
         ``torchvision:`` / ``hf:`` / ``open_clip:`` models with local weights,
         :class:`~taskrel.encoders.Encoder` objects or torch modules (images -> features).
-    reference : Dataset, path or str, optional
+    features : mapping, sequence of paths or comma-separated str of paths, optional
+        Precomputed features instead of ``target`` and ``encoders``: candidate name ->
+        array of shape (n_samples, n_features), :class:`taskrel.io.Task` (its
+        ``features``, ``labels``, ``source_probs``) or file path; or file paths
+        (``.npz`` / ``.npy`` / ``.parquet``, named by their stems; formats in
+        :mod:`taskrel.features.precomputed`). Every candidate holds the same target
+        rows in the same order (same count, same labels); dimensions may differ.
+    reference : Dataset, path, str or mapping, optional
         The reference task; default the first installed of :data:`DEFAULT_REFERENCES`.
+        With ``features``: a mapping candidate name -> ``(reference_features,
+        reference_labels)`` (or a Task) in that candidate's feature space, for
+        task-relatedness (files carry them as ``reference_features`` /
+        ``reference_labels``); a candidate without reference rows gets every other
+        estimator, and task-relatedness says why it is missing.
     estimators : sequence or comma-separated str, optional
         Registered score names; default :data:`DEFAULT_ESTIMATORS`.
-    labels : bool
-        False: label-free mode (target labels unused; task-relatedness uses
-        pseudo-labels and the labelled scores are reported as not applicable).
+    labels : bool or array-like of shape (n_samples,)
+        True: use the target's labels. False: label-free mode (target labels unused;
+        task-relatedness uses pseudo-labels and the labelled scores are reported as not
+        applicable). With ``features``, an array gives the target labels of candidates
+        that carry none (those that do must agree).
+    balanced : bool
+        Weigh every target class the same, in the estimators that can
+        (:func:`balanced_estimators`: balanced k-NN accuracy, class-weighted SFDA); a
+        note lists the estimators that cannot. Without it an imbalanced target (largest
+        class more than :data:`IMBALANCE_RATIO` times the smallest) warns
+        (:class:`~taskrel.exceptions.AssumptionWarning`).
     text_col, label_col : str
-        Columns of a CSV/TSV target.
+        Columns of a CSV/TSV target (``label_col``: also of ``.parquet`` features).
     image_size : int or None
         Input size of named image encoders (64 keeps a CPU run short; None: native).
     max_reference, max_target : int
-        Training rows encoded, stratified by class (each class keeps its share and
-        at least 2 rows; :func:`taskrel._internal.sampling.stratified_rows`).
+        Training rows used, stratified by class (each class keeps its share and at
+        least 2 rows; :func:`taskrel._internal.sampling.stratified_rows`); with
+        ``features`` the same rule picks the given rows.
     feature_dim : int
-        Features are projected on the reference's top ``feature_dim`` principal
-        directions (when wider).
+        The dimension cap (when features are wider). The target-only estimators read
+        the target on its own top ``feature_dim`` principal directions (fitted on the
+        target's rows, so they do not depend on the reference); task-relatedness and
+        the scores that read the reference (``source_task`` inputs: OTCE, OT-NCE) read
+        both tasks on the reference's.
     seed : int
         Task-relatedness's seed.
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     cache_dir : path, None or False
         Feature and ranking cache root (None: ``$TASKREL_CACHE_DIR`` or
-        ``~/.cache/taskrel``); False disables both caches.
+        ``~/.cache/taskrel``); False disables both caches. Not used with ``features``
+        (nothing is extracted, and the ranking is recomputed).
     skip_unreadable : bool
         Skip unreadable images of an image-folder target instead of failing.
     encoder_options : dict, optional
@@ -783,28 +919,86 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
     -------
     Ranking
         Best first; ``ranking.to_dict()`` is the JSON output.
-    """
-    from ._internal.devices import check_device
-    from ._internal.versions import package_version
-    from .features.extract import default_cache_dir
 
+    Raises
+    ------
+    TaskrelInputError
+        Bad input, before any work: naming the argument (or file), what was expected
+        and what was given.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> r = rank(features={"pixels": X[:300], "half": X[:300, ::2]}, labels=y[:300],
+    ...          estimators="knn_accuracy,sfda", progress=False)
+    >>> r.best, r.rows[0]["not_computed"]
+    ('pixels', {})
+    """
     t0 = time.perf_counter()
     est = _check_estimators(estimators)
-    opts = {"labels": bool(labels), "image_size": image_size, "seed": int(seed),
+    given = None if isinstance(labels, (bool, np.bool_)) else labels
+    opts = {"labels": True if given is not None else bool(labels),
+            "balanced": check_bool(balanced, "balanced"),
+            "image_size": None if features is not None else image_size,
+            "seed": int(seed),
             "max_reference": _check_int("max_reference", max_reference, 10),
             "max_target": _check_int("max_target", max_target, 4),
             "feature_dim": _check_int("feature_dim", feature_dim, 1),
             "device": device}
+    from ._internal.devices import check_device
+
     check_device(device)
+    if features is not None:
+        if target is not None or encoders is not None:
+            raise TaskrelInputError(
+                "pass either `features` (precomputed, one entry per candidate) or "
+                "`target` and `encoders`, not both")
+        raw, tdesc, rdesc, cached = (*_given_rows(features, given, reference, est, opts,
+                                                  label_col, progress), False)
+    else:
+        if target is None or encoders is None or given is not None:
+            raise TaskrelInputError(
+                "`target` and `encoders` are required (or `features`, precomputed), and "
+                "`labels` is True or False with them (a target carries its labels); got "
+                f"target={type(target).__name__}, encoders={type(encoders).__name__}, "
+                f"labels={type(labels).__name__}")
+        raw, tdesc, rdesc, cached = _model_rows(
+            target, encoders, reference, est, opts, text_col=text_col,
+            label_col=label_col, skip_unreadable=skip_unreadable,
+            encoder_options=encoder_options, cache_dir=cache_dir, progress=progress)
+    rows, voters, notes = _assemble(raw, est, rdesc["classes"])
+    from .scores import get_score
+
+    return Ranking(rows, est, voters, {e: get_score(e).direction for e in est}, tdesc,
+                   rdesc, opts, round(time.perf_counter() - t0, 3), cached,
+                   tuple(notes + _balanced_notes(est, opts["balanced"])))
+
+
+def _model_rows(target: Any, encoders: Any, reference: Any, est: tuple[str, ...],
+                opts: dict[str, Any], *, text_col: str, label_col: str,
+                skip_unreadable: bool, encoder_options: dict[str, Any] | None,
+                cache_dir: Any, progress: bool
+                ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], bool]:
+    """Raw rows, target and reference descriptions and whether the rows came from the
+    ranking cache, for a target task and encoders (features extracted, cached)."""
+    from ._internal.versions import package_version
+    from .features.extract import default_cache_dir, selected_rows
+
+    device, labels = opts["device"], opts["labels"]
     tgt_ds = resolve_target(target, text_col=text_col, label_col=label_col,
                             labels=labels, skip_unreadable=skip_unreadable)
     ref_ds = resolve_reference(reference, tgt_ds.modality, text_col=text_col,
                                label_col=label_col)
     encs = resolve_encoders(encoders, tgt_ds.modality, device=device,
-                            image_size=image_size, options=encoder_options)
+                            image_size=opts["image_size"], options=encoder_options)
+    if labels:
+        y = np.asarray(tgt_ds.y_train)[selected_rows(tgt_ds, "train", opts["max_target"])]
+        warn_if_imbalanced(tgt_ds.name, y, opts["balanced"])
     cache = None if cache_dir is False else (
-        default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))  # type: ignore[arg-type]
-    tdesc, rdesc = _describe(tgt_ds, max_target), _describe(ref_ds, max_reference)
+        default_cache_dir() if cache_dir in (None, True) else Path(cache_dir))
+    tdesc = _describe(tgt_ds, opts["max_target"])
+    rdesc = _describe(ref_ds, opts["max_reference"])
     path = _cache_file(cache, {
         "format": _FORMAT, "taskrel": package_version("taskrel"), "target": tdesc,
         "reference": rdesc, "encoders": [e.cache_key() for e in encs],
@@ -817,12 +1011,107 @@ def rank(target: Any, encoders: Sequence[Any] | str, *, reference: Any = None,
         got = _compute(encs, ref_ds, tgt_ds, est, opts, cache, progress)
         if path is not None and not any(r.get("error") for r in got["raw"]):
             atomic_write_json(path, got)  # a failed extraction may pass on a rerun
-    rows, voters, notes = _assemble(got["raw"], est, rdesc["classes"])
-    from .scores import get_score
+    return got["raw"], tdesc, rdesc, bool(got.get("cached", False))
 
-    return Ranking(rows, est, voters, {e: get_score(e).direction for e in est}, tdesc,
-                   rdesc, opts, round(time.perf_counter() - t0, 3),
-                   bool(got.get("cached", False)), tuple(notes))
+
+def _given_rows(features: Any, labels: Any, reference: Any, est: tuple[str, ...],
+                opts: dict[str, Any], label_col: str, progress: bool
+                ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Raw rows and the target and reference descriptions for precomputed features
+    (:mod:`taskrel.features.precomputed`): every candidate's rows capped by the same
+    stratified rule, then scored as the model path scores extracted features."""
+    from tqdm.auto import tqdm
+
+    from ._internal.sampling import limited_rows
+    from .features.precomputed import precomputed_candidates
+    from .io import Task
+
+    cands = precomputed_candidates(features, labels=labels, reference=reference,
+                                   label_col=label_col)
+    origins = ", ".join(c.origin for c in cands)
+    y_raw = cands[0].labels
+    if y_raw is None and opts["labels"]:
+        raise TaskrelInputError(
+            f"`labels`: the target labels are missing (no labels in {origins}); give "
+            "them (CLI: --labels FILE; Python: labels=array), or rank label-free "
+            "(--no-labels / labels=False)")
+    names, y = (None, None) if y_raw is None else np.unique(y_raw, return_inverse=True)
+    n = cands[0].features.shape[0]
+    if y is not None:
+        _check_class_counts("the features' target", y, [str(c) for c in names],
+                            opts["labels"])
+    elif n < 4:
+        raise TaskrelInputError(f"`features` hold {n} target row(s); ranking needs at "
+                                "least 4")
+    rows = limited_rows(n, opts["max_target"], y)
+    if y is not None and opts["labels"]:
+        warn_if_imbalanced("the features' target", y[rows], opts["balanced"])
+    ref_c = next((c for c in cands if c.reference_labels is not None), None)
+    ref_names, yr = (None, None) if ref_c is None else np.unique(
+        ref_c.reference_labels, return_inverse=True)
+    if yr is not None and ref_names.size < 2:
+        raise TaskrelInputError(f"the reference rows of {ref_c.origin} need at least 2 "
+                                f"classes; got {ref_names.tolist()}")
+    rrows = None if yr is None else limited_rows(yr.size, opts["max_reference"], yr)
+    raw = []
+    for c in tqdm(cands, desc="rank: candidates", unit="candidate", disable=not progress):
+        tgt = Task(features=c.features[rows], labels=None if y is None else y[rows],
+                   source_probs=None if c.source_probs is None else c.source_probs[rows],
+                   path=c.origin)
+        ref = None if c.reference_features is None else Task(
+            features=c.reference_features[rrows], labels=yr[rrows], path=c.origin)
+        raw.append(_scored_row(c.name, ref, tgt, est, opts, c.source_probs is not None))
+    tdesc = _describe_given("precomputed features", y_raw, rows.size, origins)
+    rdesc = _describe_given(
+        "none given" if ref_c is None else "reference rows given with the features",
+        None if ref_c is None else ref_c.reference_labels,
+        0 if rrows is None else rrows.size,
+        ", ".join(c.origin for c in cands if c.reference_labels is not None))
+    return raw, tdesc, rdesc
+
+
+def _describe_given(name: str, y: Any, rows: int, source: str) -> dict[str, Any]:
+    """A task description (as :func:`_describe`) for rows given as features."""
+    h = hashlib.sha256()
+    if y is not None:
+        a = np.ascontiguousarray(y)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return {"name": name, "modality": "features", "rows": int(rows),
+            "classes": 0 if y is None else int(np.unique(y).size), "source": source,
+            "fingerprint": h.hexdigest()[:16]}
+
+
+#: Largest / smallest class count of the target above which :func:`rank` warns that
+#: the accuracy-like estimators mostly measure the large classes (without ``balanced``).
+IMBALANCE_RATIO = 3.0
+
+
+def warn_if_imbalanced(name: str, y: Any, balanced: bool) -> None:
+    """Warn (:class:`~taskrel.exceptions.AssumptionWarning`) when the target's largest
+    class has more than :data:`IMBALANCE_RATIO` times the rows of its smallest and
+    ``balanced`` is off: k-NN accuracy and SFDA then mostly reward the large classes."""
+    from .exceptions import AssumptionWarning
+
+    counts = np.unique(np.asarray(y), return_counts=True)[1]
+    if balanced or counts.size < 2 or counts.max() <= IMBALANCE_RATIO * counts.min():
+        return
+    warnings.warn(
+        f"target {name!r} is imbalanced: its largest class has {counts.max()} rows, its "
+        f"smallest {counts.min()} ({counts.max() / counts.min():.1f}x > "
+        f"{IMBALANCE_RATIO:g}x), so k-NN accuracy and SFDA mostly measure the large "
+        "classes; pass --balanced (Python: balanced=True) for balanced k-NN accuracy "
+        "and class-weighted SFDA", AssumptionWarning, stacklevel=3)
+
+
+def _balanced_notes(est: tuple[str, ...], balanced: bool) -> list[str]:
+    if not balanced:
+        return []
+    can = [e for e in est if e in balanced_estimators()]
+    cannot = [e for e in est if e not in can and e != "task_relatedness"]
+    return [f"balanced: {', '.join(can) or 'no estimator'} weigh every class the same"
+            + (f"; {', '.join(cannot)} cannot and weigh every row the same"
+               if cannot else "")]
 
 
 def _device_kind(device: str) -> str:

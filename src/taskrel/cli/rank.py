@@ -82,15 +82,26 @@ def _cmd_rank(args: argparse.Namespace) -> int:
             raise TaskrelInputError(f"`--{opt}` must be a file path; {p!r} is a folder")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise TaskrelInputError(f"`--out` must be a folder; {args.out!r} is a file")
-    ranking = rank(args.target, args.encoders, reference=args.reference,
-                   estimators=args.estimators, labels=not args.no_labels,
-                   text_col=args.text_col, label_col=args.label_col,
-                   image_size=args.image_size or None, max_reference=args.max_reference,
-                   max_target=args.max_target, feature_dim=args.feature_dim,
-                   seed=args.seed, device=args.device,
-                   skip_unreadable=args.skip_unreadable,
-                   encoder_options=encoder_from_json(args.encoder_options)
-                   if args.encoder_options else None, progress=not args.quiet)
+    common = dict(estimators=args.estimators, balanced=args.balanced,
+                  label_col=args.label_col, max_reference=args.max_reference,
+                  max_target=args.max_target, feature_dim=args.feature_dim,
+                  seed=args.seed, device=args.device, progress=not args.quiet)
+    if args.features is not None:
+        ranking = rank(**_features_inputs(args), **common)
+    else:
+        if args.target in (None, "-") or not args.encoders:
+            raise TaskrelInputError(
+                "give a TARGET and --encoders, or --features FILE,FILE,... (precomputed "
+                "embeddings, one file per candidate)")
+        for opt in ("names", "labels"):
+            if getattr(args, opt) is not None:
+                raise TaskrelInputError(f"`--{opt}` goes with --features")
+        ranking = rank(args.target, args.encoders, reference=args.reference,
+                       labels=not args.no_labels, text_col=args.text_col,
+                       image_size=args.image_size or None,
+                       skip_unreadable=args.skip_unreadable,
+                       encoder_options=encoder_from_json(args.encoder_options)
+                       if args.encoder_options else None, **common)
     print_ranking(ranking)
     written = []
     if args.json:
@@ -108,6 +119,37 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     if written:
         print("wrote " + ", ".join(written))
     return 0
+
+
+def _features_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """``rank``'s ``features`` and ``labels`` from ``--features``, ``--names`` and
+    ``--labels`` (checked: no TARGET, encoders or --reference beside them)."""
+    from ..exceptions import TaskrelInputError
+    from ..features.precomputed import read_labels
+
+    if args.target not in (None, "-"):
+        raise TaskrelInputError(
+            f"with --features the target rows come from the files; drop TARGET "
+            f"{args.target!r} (or pass -)")
+    for opt in ("encoders", "reference"):
+        if getattr(args, opt) is not None:
+            raise TaskrelInputError(
+                f"`--{opt}` does not go with --features (the files hold each candidate's "
+                "features" + (", and their reference rows as reference_features / "
+                "reference_labels)" if opt == "reference" else ")"))
+    paths = [q.strip() for q in args.features.split(",")]
+    features: Any = paths
+    if args.names is not None:
+        names = [q.strip() for q in args.names.split(",")]
+        if len(names) != len(paths) or "" in names or len(set(names)) != len(names):
+            raise TaskrelInputError(
+                f"`--names` must give {len(paths)} distinct names, one per --features "
+                f"file; got {args.names!r}")
+        features = dict(zip(names, paths))
+    if args.labels is not None and args.no_labels:
+        raise TaskrelInputError("`--labels` and `--no-labels` contradict each other")
+    labels = read_labels(args.labels) if args.labels is not None else not args.no_labels
+    return {"features": features, "labels": labels}
 
 
 def _flat(ranking: Any) -> list[dict[str, Any]]:
@@ -132,15 +174,40 @@ def register(sub: Any) -> None:
 
     r = sub.add_parser(
         "rank", help="rank candidate encoders for your data, and say why",
-        description="Which of my encoders should I fine-tune on this data, and why? "
-        "Extracts features (cached), computes the estimators and task-relatedness "
-        "against a reference task, and prints a ranked table with a consensus rank "
-        "and a one-line reason per encoder.")
-    r.add_argument("target", help="image folder (one sub-folder per class), CSV/TSV of "
-                   "texts and labels, or a packaged dataset name (taskrel datasets)")
-    r.add_argument("--encoders", required=True, metavar="A,B,...",
+        description="Which of my encoders should I fine-tune on this data, and why?\n"
+        "Extracts features (cached), computes the estimators and task-relatedness\n"
+        "against a reference task, and prints a ranked table with a consensus rank\n"
+        "and a one-line reason per encoder. With --features, ranks embeddings you\n"
+        "already have (one file per candidate) instead of running encoders.",
+        epilog="examples:\n"
+        "  taskrel rank my_images/ --encoders effnet_lite0,effnet_lite1\n"
+        "  taskrel rank --features a.npz,b.npz --names model_a,model_b\n"
+        "  taskrel rank --features a.npy,b.parquet --labels y.npy\n\n"
+        "--features files (every one holds the same target rows in the same order;\n"
+        "feature dimensions may differ):\n"
+        "  .npz      'features' (n x d) and 'labels' (n); optionally\n"
+        "            'reference_features' + 'reference_labels' (the reference task in\n"
+        "            the same feature space: task-relatedness needs them) and\n"
+        "            'source_probs' (n x C_s, the encoder's own head: LEEP, NCE)\n"
+        "  .npy      features only; labels from --labels\n"
+        "  .parquet  a --label-col column and a list column 'features' or numeric\n"
+        "            columns (needs pyarrow)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("target", nargs="?",
+                   help="image folder (one sub-folder per class), CSV/TSV of texts and "
+                   "labels, or a packaged dataset name (taskrel datasets); omit (or -) "
+                   "with --features")
+    r.add_argument("--encoders", metavar="A,B,...",
                    help="packaged names (taskrel encoders) or timm:/torchvision:/hf:/"
-                   "open_clip: models with local weights")
+                   "open_clip: models with local weights (needed with a TARGET)")
+    r.add_argument("--features", metavar="F1,F2,...",
+                   help="precomputed embeddings instead of TARGET and --encoders: one "
+                   ".npz/.npy/.parquet file per candidate (formats below)")
+    r.add_argument("--names", metavar="A,B,...",
+                   help="names of the --features candidates (default: the file stems)")
+    r.add_argument("--labels", metavar="FILE",
+                   help="target labels for --features files without them: .npy, or "
+                   "text with one label per line")
     r.add_argument("--encoder-options", metavar="JSON",
                    help='options for every named encoder, e.g. \'{"download": true}\' '
                    "to let timm:/hf:/torchvision:/open_clip: fetch weights")
@@ -150,14 +217,19 @@ def register(sub: Any) -> None:
                    f"{','.join(DEFAULT_ESTIMATORS)}, the committed benchmark's best)")
     r.add_argument("--no-labels", action="store_true",
                    help="label-free mode: target labels unused (pseudo-labels)")
+    r.add_argument("--balanced", action="store_true",
+                   help="weigh every target class the same: balanced k-NN accuracy, "
+                   "class-weighted SFDA (the other estimators cannot; a note says so)")
     r.add_argument("--text-col", default="text", help="text column of a CSV/TSV target")
-    r.add_argument("--label-col", default="label", help="label column of a CSV/TSV target")
+    r.add_argument("--label-col", default="label",
+                   help="label column of a CSV/TSV target or of .parquet --features")
     r.add_argument("--image-size", type=int, default=64,
                    help="input size of image encoders (default 64; 0 = native)")
     r.add_argument("--max-reference", type=int, default=2000)
     r.add_argument("--max-target", type=int, default=1000)
     r.add_argument("--feature-dim", type=int, default=64,
-                   help="project features on the reference's top principal directions")
+                   help="dimension cap: target-only estimators read the target's own "
+                   "top principal directions, task-relatedness the reference's")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     r.add_argument("--skip-unreadable", action="store_true",
