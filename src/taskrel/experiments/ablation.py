@@ -215,6 +215,15 @@ _PCA_MEMO: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
 _PCA_MEMO_SIZE = 32  # > encoders x reference kinds of a suite (cells go target by target)
 
 
+def _register_memo() -> None:
+    from .inputs import CACHE_CLEARERS
+
+    CACHE_CLEARERS.append(_PCA_MEMO.clear)
+
+
+_register_memo()
+
+
 def _project(spec: RunSpec, config: Any, Xr: np.ndarray, *others: np.ndarray,
              key: tuple[Any, ...] | None = None) -> list[np.ndarray]:
     from .inputs import pca

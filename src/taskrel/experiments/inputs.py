@@ -469,6 +469,11 @@ def _reference_pca(config: ExperimentConfig, encoder: str, X: Any, k: int,
     return _PCA_CACHE[key]
 
 
+#: Clear functions of caches kept by other modules that hold values computed from this
+#: module's inputs (e.g. the ablation's reference PCAs); they register themselves.
+CACHE_CLEARERS: list[Any] = []
+
+
 def clear_caches() -> None:
     """Forget every per-process cache of this module (datasets, encoders, projected
     tasks, reference PCAs): the next cells recompute them from the disk cache.
@@ -480,9 +485,8 @@ def clear_caches() -> None:
     _encoder_cached.cache_clear()
     _TASKS_CACHE.clear()
     _PCA_CACHE.clear()
-    from . import ablation
-
-    ablation._PCA_MEMO.clear()
+    for clear in CACHE_CLEARERS:
+        clear()
 
 
 def pca(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
