@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from taskrel.cli import main
-from taskrel.ranking import consensus_ranks, explain
+from taskrel.ranking import (
+    DEFAULT_ESTIMATORS,
+    DEFAULT_LABEL_FREE,
+    consensus_ranks,
+    explain,
+)
 
 
 def _digits_folder(root, n=300, classes=None):
@@ -47,8 +52,7 @@ def test_image_folder_ranks_pretrained_above_random(tmp_path, cache, capsys):
     names = [r["encoder"] for r in got["ranking"]]
     assert names == ["effnet_lite0", "effnet_lite0_random"]
     for r in got["ranking"]:
-        assert set(r["values"]) == {"knn_accuracy", "sfda", "regularized_h_score",
-                                    "task_relatedness"}
+        assert set(r["values"]) == set(DEFAULT_ESTIMATORS)
         for k in ("reweighted_reference_loss", "label_mismatch", "lipschitz_x_w1"):
             assert np.isfinite(r["terms"][k])
         assert r["why"]
@@ -100,7 +104,8 @@ def test_csv_text_target_with_minilm_and_glove(tmp_path, cache):
     assert rc == 0
     got = json.loads(out.read_text())
     assert sorted(r["encoder"] for r in got["ranking"]) == ["glove_mean", "minilm"]
-    assert got["voters"] == ["logme", "pactran_gaussian"]
+    # Every estimator asked for votes, task-relatedness included.
+    assert got["voters"] == ["logme", "pactran_gaussian", "task_relatedness"]
     assert all(r["values"]["task_relatedness"] is not None for r in got["ranking"])
     assert "consensus_rank" in (tmp_path / "r.csv.out").read_text()
 
@@ -188,10 +193,20 @@ def test_python_api_label_free_with_a_torch_module(tmp_path):
                      image_size=32, max_reference=300, device="cpu",
                      cache_dir=tmp_path / "c", progress=False)
     assert isinstance(r, taskrel.Ranking) and len(r.rows) == 2
+    # The label-free defaults vote (ETran's energy needs >= 200 rows at its default:
+    # where the target has fewer, its row says why and task-relatedness votes alone).
+    assert r.estimators == DEFAULT_LABEL_FREE and "task_relatedness" in r.voters
+    for row in r.rows:
+        assert np.isfinite(row["terms"]["bound"]) and row["why"]
+        assert set(row["values"]) == set(DEFAULT_LABEL_FREE)
+    # A labelled estimator asked for in label-free mode says why it is missing.
+    r = taskrel.rank(ds, [net, "effnet_lite0_random"], labels=False, reference="digits",
+                     estimators="knn_accuracy,task_relatedness", image_size=32,
+                     max_reference=300, device="cpu", cache_dir=tmp_path / "c",
+                     progress=False)
     assert r.voters == ("task_relatedness",)
     for row in r.rows:
         assert "label-free" in row["not_computed"]["knn_accuracy"]
-        assert np.isfinite(row["terms"]["bound"]) and row["why"]
     assert {row["encoder"].split(":")[0] for row in r.rows} == {"module",
                                                                  "effnet_lite0_random"}
 
@@ -215,3 +230,16 @@ def test_remote_model_without_local_weights_fails_within_10_s(monkeypatch):
     with pytest.raises(TaskrelInputError, match="no local weights.*download=True"):
         load_encoder("hf:no-such-org/no-such-model", device="cpu")
     assert time.perf_counter() - t0 < 10.0
+
+
+def test_default_voters_follow_the_labels_switch():
+    # The defaults are the benchmark's measured best (docs/results/default_selection.md):
+    # with labels every default votes, task-relatedness included; without labels only
+    # estimators that read no label are defaults.
+    from taskrel.ranking import DEFAULT_LABEL_FREE, _check_estimators
+    from taskrel.experiments.views import label_free
+
+    assert _check_estimators(None) == DEFAULT_ESTIMATORS
+    assert _check_estimators(None, labels=False) == DEFAULT_LABEL_FREE
+    assert all(label_free(e) or e == "task_relatedness" for e in DEFAULT_LABEL_FREE)
+    assert _check_estimators("knn_accuracy", labels=False) == ("knn_accuracy",)

@@ -35,9 +35,10 @@ How a ranking is made, stage by stage (each stage is a function of the layers be
 4. **Ranks**: per estimator, 1 = predicted best, oriented by the score's
    ``higher_is_better``; equal values share their average rank (two encoders tied
    first are both #1.5), so the ranking does not depend on the order the encoders are
-   listed in. The consensus is the mean rank over the *voting* estimators: those
-   computed for at least one encoder, except :data:`EXPLAIN_ONLY` (task-relatedness,
-   shown for its explanation: it trails the benchmark's zoo selection); an encoder an
+   listed in. The consensus is the mean rank over the *voting* estimators: every
+   estimator asked for (default :data:`DEFAULT_ESTIMATORS`, or
+   :data:`DEFAULT_LABEL_FREE` with ``labels=False``: both chosen by the benchmark)
+   that was computed for at least two encoders; an encoder an
    estimator failed for is judged on the voters it has (its row's ``votes``). Equal
    consensus ranks are broken by :data:`LEAD_ESTIMATOR`'s rank, then by encoder name;
    encoders equal on both share their position (``tied_with``). An encoder whose
@@ -73,24 +74,22 @@ from .exceptions import TaskrelInputError
 
 __all__ = ["rank", "Ranking", "resolve_target", "resolve_reference", "resolve_encoders",
            "consensus_ranks", "explain", "format_rank", "plot_ranking", "DEFAULT_ESTIMATORS",
-           "EXPLAIN_ONLY", "LEAD_ESTIMATOR", "DEFAULT_REFERENCES", "IMBALANCE_RATIO",
+           "DEFAULT_LABEL_FREE", "LEAD_ESTIMATOR", "DEFAULT_REFERENCES", "IMBALANCE_RATIO",
            "balanced_estimators", "warn_if_imbalanced"]
 
-#: The default estimators: the issue-12 benchmark's best in model selection per target
-#: (view (i), weighted Kendall tau; docs/results/{vision,text}/views.json). k-NN accuracy
-#: leads vision against both the tuned logistic probe (0.69) and fine-tuning (0.54, 4
-#: targets) and is third on text (0.68); SFDA leads text (0.77) and is 4th / 3rd on
-#: vision (0.59 / 0.35); the regularized H-score is 3rd / 3rd on vision (0.64 / 0.47) and
-#: 0.57 on text. LogME and LEEP (first-benchmark picks) trail them; PACTran is 2nd against
-#: fine-tuning (0.49) but 9th against the probe (0.44) and negative within encoders on text.
-#: task_relatedness is always added for its explanation (its terms).
-DEFAULT_ESTIMATORS: tuple[str, ...] = ("knn_accuracy", "sfda", "regularized_h_score",
-                                       "task_relatedness")
-#: Estimators shown but not counted in the consensus: task-relatedness trails the
-#: benchmark's model selection even with its best variant (its score, the reweighted
-#: reference loss: weighted tau 0.44 vision / 0.52 text against k-NN accuracy's 0.69 /
-#: 0.68; docs/results/ablation.md).
-EXPLAIN_ONLY: frozenset[str] = frozenset({"task_relatedness"})
+#: The default voters, by measurement (``experiments/select_default.py``;
+#: docs/results/default_selection.md): of every single estimator and every consensus of
+#: 2 or 3, the best mean view (i) weighted tau over the vision and text suites against
+#: the tuned logistic probe and end-to-end accuracy, kept as a consensus only because it
+#: beats each of its members: k-NN accuracy + SFDA + task-relatedness 0.68 [0.61, 0.75],
+#: against k-NN accuracy alone 0.59, SFDA 0.58, task-relatedness 0.39 and the static
+#: ranker (which ignores the target) 0.38. The three err on different targets.
+DEFAULT_ESTIMATORS: tuple[str, ...] = ("knn_accuracy", "sfda", "task_relatedness")
+#: The default voters without target labels (``labels=False``), chosen the same way
+#: among the estimators that read no label: ETran's energy + task-relatedness with
+#: pseudo-labels 0.41 [0.28, 0.56], against energy alone 0.34, task-relatedness alone
+#: 0.25 and RankMe -0.06.
+DEFAULT_LABEL_FREE: tuple[str, ...] = ("etran_energy", "task_relatedness")
 #: Breaks ties of the consensus: the estimator best on average over both benchmarks.
 LEAD_ESTIMATOR = "knn_accuracy"
 #: The reference task per modality when none is given (the benchmark's references).
@@ -98,7 +97,7 @@ DEFAULT_REFERENCES: dict[str, tuple[str, ...]] = {
     "image": ("fashion_mnist", "digits"),  # digits when Fashion-MNIST is not installed
     "text": ("20newsgroups",),
 }
-_FORMAT = 5  # 5: target-only estimators on the target's own projection; balanced
+_FORMAT = 6  # 6: task-relatedness votes (default by measurement); 5: target-only estimators on the target's own projection; balanced
 # (4: average ranks, failures per encoder, tfidf_svd fitted once)
 _TERMS = ("score", "bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
           "distribution_mismatch", "reference_accuracy", "transformed_accuracy",
@@ -354,11 +353,12 @@ def _module_encoder(module: Any, device: str, image_size: int) -> Any:
                              key={"weights_sha256": h.hexdigest()[:32]})
 
 
-def _check_estimators(estimators: Sequence[str] | str | None) -> tuple[str, ...]:
+def _check_estimators(estimators: Sequence[str] | str | None, labels: bool = True
+                      ) -> tuple[str, ...]:
     from .scores import get_score
 
     if estimators is None:
-        return DEFAULT_ESTIMATORS
+        return DEFAULT_ESTIMATORS if labels else DEFAULT_LABEL_FREE
     items = estimators.split(",") if isinstance(estimators, str) else list(estimators)
     names = tuple(get_score(str(e).strip()).name for e in items if str(e).strip())
     if not names:
@@ -772,8 +772,7 @@ def _assemble(raw: list[dict[str, Any]], est: tuple[str, ...], k_r: int
     """The rows, best first, the voters and the notes, from the encoders' raw rows.
 
     The voters are the estimators computed for at least two encoders (a vote
-    compares encoders), except :data:`EXPLAIN_ONLY` (which votes only when nothing
-    else could be computed). An estimator that failed for some encoders still ranks
+    compares encoders). An estimator that failed for some encoders still ranks
     the others (its ranks span 1..m over the m encoders it has), and the consensus of
     an encoder it failed for is the mean over the voters it has; the row's ``votes``
     says how many.
@@ -802,7 +801,7 @@ def _assemble(raw: list[dict[str, Any]], est: tuple[str, ...], k_r: int
     need = min(2, sum(not by[n].get("error") for n in names))
     computed = [e for e in est
                 if need and sum(values[n][e] is not None for n in names) >= need]
-    voters = [e for e in computed if e not in EXPLAIN_ONLY] or computed
+    voters = computed
     notes = [f"{n} is not ranked: feature extraction failed ({by[n]['error']})"
              for n in names if by[n].get("error")]
     for e in est:
@@ -936,8 +935,8 @@ def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
     ('pixels', {})
     """
     t0 = time.perf_counter()
-    est = _check_estimators(estimators)
     given = None if isinstance(labels, (bool, np.bool_)) else labels
+    est = _check_estimators(estimators, labels=given is not None or bool(labels))
     opts = {"labels": True if given is not None else bool(labels),
             "balanced": check_bool(balanced, "balanced"),
             "image_size": None if features is not None else image_size,

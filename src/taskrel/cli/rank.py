@@ -170,7 +170,7 @@ def _flat(ranking: Any) -> list[dict[str, Any]]:
 
 def register(sub: Any) -> None:
     """Add ``rank`` to the ``taskrel`` subcommands."""
-    from ..ranking import DEFAULT_ESTIMATORS
+    from ..ranking import DEFAULT_ESTIMATORS, DEFAULT_LABEL_FREE
 
     r = sub.add_parser(
         "rank", help="rank candidate encoders for your data, and say why",
@@ -213,10 +213,13 @@ def register(sub: Any) -> None:
                    "to let timm:/hf:/torchvision:/open_clip: fetch weights")
     r.add_argument("--reference", help="packaged dataset or image folder (default: "
                    "fashion_mnist, else digits, for images; 20newsgroups for texts)")
-    r.add_argument("--estimators", help="comma-separated score names (default: "
-                   f"{','.join(DEFAULT_ESTIMATORS)}, the committed benchmark's best)")
+    r.add_argument("--estimators", help="comma-separated score names; all of them vote "
+                   f"(default: {','.join(DEFAULT_ESTIMATORS)}; with --no-labels "
+                   f"{','.join(DEFAULT_LABEL_FREE)}: the committed benchmark's best, "
+                   "docs/results/default_selection.md)")
     r.add_argument("--no-labels", action="store_true",
-                   help="label-free mode: target labels unused (pseudo-labels)")
+                   help="label-free mode: target labels unused (task-relatedness on "
+                   "pseudo-labels)")
     r.add_argument("--balanced", action="store_true",
                    help="weigh every target class the same: balanced k-NN accuracy, "
                    "class-weighted SFDA (the other estimators cannot; a note says so)")
