@@ -137,6 +137,11 @@ def _check_spec(spec: Any, key: str) -> None:
         raise TaskrelInputError(
             f"config key `{key}.transform`: `kind` must be one of {list(TRANSFORM_KINDS)} "
             f"and `strength` in [0, 1]; got {t}")
+    if t is not None and t["kind"] == "invert" and t["strength"] == 0.5:
+        raise TaskrelInputError(
+            f"config key `{key}.transform`: invert at strength 0.5 blends every image with "
+            "its negative into a uniform grey (127.5): the task has no signal; got "
+            f"{t}")
     if spec.classes is not None or spec.relabel is not None:
         k = load_dataset(spec.dataset).n_classes
         for what, ids in (("classes", spec.classes), ("relabel", spec.relabel)):
