@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 import pytest
+from _hf_models import bert_folder, hidden_state_means
+from _hf_models import texts as _texts
 
 LIBRARIES = ("torchvision", "timm", "open_clip", "transformers", "sentence_transformers")
 REQUIRED = os.environ.get("TASKREL_ADAPTERS") == "1"
@@ -221,6 +223,110 @@ def test_timm_ranks_end_to_end(timm_ckpt, image_target, tmp_path):
     assert {row["encoder"] for row in r.rows} == {"timm:resnet18", "timm:test_vit"}
 
 
+def test_timm_native_size_is_the_pretrained_config_input_size(timm_ckpt):
+    from taskrel.encoders import load_encoder
+
+    r18 = load_encoder("timm:resnet18", weights=str(timm_ckpt[0]), device="cpu")
+    vit = load_encoder("timm:test_vit", pretrained=False, device="cpu")
+    assert (r18.image_size, r18.native_image_size) == (224, 224)
+    assert (vit.image_size, vit.native_image_size) == (160, 160)
+    small = load_encoder("timm:resnet18", weights=str(timm_ckpt[0]), image_size=96,
+                         device="cpu")
+    assert (small.image_size, small.native_image_size) == (96, 224)
+
+
+def test_timm_fixed_size_vit_is_built_at_the_size_asked(tmp_path):
+    """The issue's case: a fixed-size ViT at 64 px raised ``AssertionError: Input height
+    (64) doesn't match model (224)`` from inside timm. Now it is built with timm's
+    ``img_size=64``, its checkpoint's position embedding resampled by timm."""
+    import timm
+    import torch
+
+    from taskrel.encoders import load_encoder
+
+    torch.manual_seed(0)
+    path = tmp_path / "vit.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", num_classes=0).state_dict(),
+               path)
+    enc = load_encoder("timm:vit_tiny_patch16_224", weights=str(path), image_size=64,
+                       device="cpu")
+    ref = timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0,
+                            img_size=64, pretrained_cfg_overlay={"file": str(path)})
+    images = _photos()
+    x = enc.preprocess(images)
+    assert x.shape[-2:] == (64, 64) and enc.native_image_size == 224
+    np.testing.assert_allclose(enc.encode(images), _forward(ref.eval(), x), **FEAT_TOL)
+
+
+def test_timm_size_a_model_cannot_take_is_one_line_exit_2(image_target, tmp_path,
+                                                          monkeypatch, capsys):
+    """Checked from timm's pretrained config before the model is built: this model
+    takes at least 256 px."""
+    from taskrel.cli import main
+
+    monkeypatch.setenv("TASKREL_CACHE_DIR", str(tmp_path / "cache"))
+    rc = main(["rank", str(image_target), "--encoders",
+               "timm:bat_resnext26ts[pretrained=false],effnet_lite0_random",
+               "--image-size", "64", "--reference", "mnist5k", "--device", "cpu",
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "timm:bat_resnext26ts takes inputs of at least 256 px" in err
+    assert "asked for 64 px" in err
+
+
+@pytest.mark.parametrize("layer", [0, 2, -1, "layer3"])
+def test_timm_layer_is_timm_intermediate_output_pooled(timm_ckpt, layer):
+    """``layer=k``: timm's own ``forward_intermediates`` output k (on the unpruned
+    model), averaged over its spatial positions."""
+    from taskrel.encoders import load_encoder
+
+    ref, transform = _timm_reference(timm_ckpt[1000], 1000)
+    images = _digits(3)[0]
+    enc = load_encoder("timm:resnet18", weights=str(timm_ckpt[1000]), layer=layer,
+                       device="cpu")
+    index = {"layer3": 3}.get(layer, layer) % 5
+    x = _library_batch(transform, images)
+    want = _forward(lambda t: ref.forward_intermediates(
+        t, indices=[index], intermediates_only=True)[0].mean((2, 3)), x)
+    assert enc.dim == want.shape[1] == [64, 64, 128, 256, 512][index]
+    assert not enc.has_source_head and enc.cache_key()["layer"] == index
+    np.testing.assert_allclose(enc.encode(images), want, **FEAT_TOL)
+
+
+def test_timm_vit_layer_is_the_block_output_of_its_patch_tokens():
+    import timm
+    import torch
+
+    from taskrel.encoders import load_encoder
+
+    images = _photos()
+    enc = load_encoder("timm:test_vit", pretrained=False, layer=1, device="cpu", seed=3)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        ref = timm.create_model("test_vit", pretrained=False).eval()
+    x = enc.preprocess(images)
+    tokens = _forward(lambda t: ref.forward_intermediates(
+        t, indices=[1], intermediates_only=True, output_fmt="NLC")[0], x)
+    np.testing.assert_allclose(enc.encode(images), tokens.mean(1), **FEAT_TOL)
+
+
+def test_timm_layers_rank_as_candidates_and_out_of_range_is_one_line(
+        timm_ckpt, image_target, tmp_path):
+    import taskrel
+    from taskrel.encoders import load_encoder
+
+    w = str(timm_ckpt[1000])
+    r = _rank(image_target, f"timm:resnet18[weights={w},layer=2,label=r18-l2],"
+              f"timm:resnet18[weights={w},layer=4,label=r18-l4]", tmp_path,
+              reference="mnist5k", image_size=32)
+    assert {row["encoder"] for row in r.rows} == {"r18-l2", "r18-l4"}
+    with pytest.raises(taskrel.TaskrelInputError,
+                       match=r"timm:resnet18: `layer` must be an int in \[-5, 4\].*"
+                             r"'layer4'\]; got 5$"):
+        load_encoder("timm:resnet18", weights=w, layer=5, device="cpu")
+
+
 # ---- torchvision -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -370,64 +476,30 @@ def test_open_clip_checkpoint_that_cannot_be_resized_is_one_clear_error(clip_ckp
 
 
 def test_open_clip_ranks_end_to_end(clip_ckpt, image_target, tmp_path):
-    # By name, at rank's default image_size (64): the ViT is built at 64 px and its
-    # checkpoint's 32-px position embedding resized by open_clip.
+    # By name, at rank's default image size: each model's own (the ViT's 32 px, the
+    # ResNet's 64 px), recorded in its row and in a note.
     names = [f"open_clip:{arch}/{p}" for arch, p in sorted(clip_ckpt.items())]
     r = _rank(image_target, names, tmp_path, reference="mnist5k")
-    assert {row["encoder"] for row in r.rows} == set(names)
+    assert {row["encoder"]: row["image_size"] for row in r.rows} == {
+        names[0]: 64, names[1]: 32}  # taskrel-tiny-rn, taskrel-tiny-vit
+    assert any(n.startswith("input sizes") and "32 px" in n for n in r.notes)
+    # Forced, the ViT is built at 64 px and its checkpoint's 32-px position embedding
+    # resized by open_clip.
+    r = _rank(image_target, names, tmp_path, reference="mnist5k", image_size=64)
+    assert {row["image_size"] for row in r.rows} == {64}
+    assert not any(n.startswith("input sizes") for n in r.notes)
 
 
 # ---- hf: transformers and sentence-transformers (text) ---------------------------
-
-def _texts():
-    """Real English sentences: the first lines of scikit-learn's public docstrings,
-    labelled by their module (4 classes)."""
-    import sklearn.cluster
-    import sklearn.decomposition
-    import sklearn.linear_model
-    import sklearn.metrics
-
-    texts, labels = [], []
-    for mod in (sklearn.cluster, sklearn.decomposition, sklearn.linear_model,
-                sklearn.metrics):
-        n = 0
-        for name in sorted(getattr(mod, "__all__", [])):
-            doc = (getattr(getattr(mod, name), "__doc__", None) or "").strip()
-            line = doc.split("\n\n")[0].replace("\n", " ").strip()
-            if len(line.split()) >= 4 and n < 30:
-                texts.append(line)
-                labels.append(mod.__name__.split(".")[-1])
-                n += 1
-    return texts, labels
-
 
 @pytest.fixture(scope="module")
 def text_models(tmp_path_factory):
     """A tiny BERT (save_pretrained + a WordPiece vocabulary built from the texts), the
     same as a sentence-transformers folder (mean pooling), and a tiny ViT folder."""
-    import collections
-    import re
-
-    import torch
     import transformers as tr
 
     d = tmp_path_factory.mktemp("hf")
-    texts, _ = _texts()
-    words = collections.Counter(w for t in texts for w in re.findall(r"[a-z]+",
-                                                                     t.lower()))
-    chars = sorted({c for t in texts for c in t.lower() if not c.isspace()})
-    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars
-             + [f"##{c}" for c in chars if c.isalnum()]
-             + [w for w, _ in words.most_common(300) if len(w) > 1])
-    bert = d / "bert"
-    bert.mkdir()
-    (bert / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tok = tr.BertTokenizer(str(bert / "vocab.txt"))
-    torch.manual_seed(0)
-    cfg = tr.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64)
-    tr.BertModel(cfg).save_pretrained(bert)
-    tok.save_pretrained(bert)
+    bert = bert_folder(d / "bert")
 
     from sentence_transformers import SentenceTransformer
     try:
@@ -465,6 +537,25 @@ def test_hf_text_is_masked_mean_of_the_last_layer(text_models):
                         .numpy() for t in texts])
     np.testing.assert_allclose(enc.encode(texts), ref, rtol=1e-4, atol=1e-5)
     assert enc.dim == 32
+
+
+@pytest.mark.parametrize("layer", [0, 1, -1])
+def test_hf_layer_is_that_hidden_state_pooled_alike(text_models, layer):
+    from taskrel.encoders import load_encoder
+
+    texts = _texts()[0][:12]
+    enc = load_encoder(f"hf:{text_models['bert']}", layer=layer, device="cpu")
+    np.testing.assert_allclose(enc.encode(texts), hidden_state_means(
+        text_models["bert"], texts, layer), rtol=1e-4, atol=1e-5)
+    assert enc.cache_key()["layer"] == layer % 3
+
+
+def test_hf_layer_of_a_sentence_transformers_folder_is_refused(text_models):
+    from taskrel.encoders import load_encoder
+    from taskrel.exceptions import TaskrelInputError
+
+    with pytest.raises(TaskrelInputError, match="`layer` is for transformers models"):
+        load_encoder(f"hf:{text_models['st']}", layer=1, device="cpu")
 
 
 def test_sentence_transformers_folder_is_its_own_encode(text_models):

@@ -99,7 +99,7 @@ class _Preset(_Transform):
 
 def _fake_torchvision():
     default = types.SimpleNamespace(url="https://example.invalid/net-0123abcd.pth",
-                                    transforms=_Preset)
+                                    transforms=_Preset, meta={"min_size": (1, 1)})
     models = types.SimpleNamespace(
         get_model=lambda name, weights=None: _tv_net(),
         get_model_weights=lambda name: types.SimpleNamespace(DEFAULT=default))
@@ -125,7 +125,8 @@ def _fake_open_clip():
         return model, None, _Transform(force_image_size or model.visual.image_size)
 
     return types.SimpleNamespace(
-        create_model_and_transforms=create_model_and_transforms)
+        create_model_and_transforms=create_model_and_transforms,
+        get_model_config=lambda arch: {"vision_cfg": {"image_size": 8}})
 
 
 @pytest.fixture

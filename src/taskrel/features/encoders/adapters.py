@@ -44,7 +44,7 @@ from typing import Any
 
 from ..._internal.versions import package_version
 from ...exceptions import TaskrelInputError
-from ._common import require
+from ._common import check_image_size, image_size_error, require
 from .base import Encoder
 from .image import IMAGENET_MEAN, IMAGENET_STD, TorchImageEncoder
 from .text import HFTextEncoder, SentenceTransformerEncoder
@@ -168,16 +168,33 @@ def _offline(prefix: str, name: str, how: str) -> TaskrelInputError:
 
 def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
                  image_size: int | None = None, weights: str | None = None,
-                 download: bool = False, seed: int = 0) -> Encoder:
-    """``timm:NAME``: a timm model's pre-logits features and its linear classifier.
+                 download: bool = False, seed: int = 0,
+                 layer: int | str | None = None) -> Encoder:
+    """``timm:NAME``: a timm model's pre-logits features and its linear classifier, or
+    with ``layer`` an intermediate block's output, global-average pooled.
 
     Pretrained weights come from ``weights`` (a local checkpoint file, keyed by its
     content) or, with ``download=True``, from timm's sources (the Hugging Face cache
     first). ``pretrained=False`` builds the model randomly initialised under
-    ``seed``."""
+    ``seed``.
+
+    ``image_size`` None is the model's own input size (its pretrained config's). A
+    model with a fixed input size (a ViT, a Swin, ...) is built at another size with
+    timm's ``img_size=`` (timm resamples a checkpoint's position embeddings); one that
+    cannot be built at it, or a size below the config's minimum, is one
+    :class:`TaskrelInputError` line.
+
+    ``layer`` indexes the model's ``feature_info`` (timm's ``forward_intermediates``
+    indices; negative counts from the end) or names one of its modules: for a ResNet
+    0 = the stem and 1-4 = ``layer1``-``layer4``, for a ViT k = the output of block k
+    (0-based). The features are that output, (N, C, H, W) as
+    ``forward_intermediates`` gives it (a ViT's patch tokens as a grid, no final
+    norm), averaged over H and W; the blocks after it are pruned and there is no
+    source head."""
     timm = require("timm", "pip install timm")
     seed = _check_seed(seed)
-    kw: dict[str, Any] = {}
+    size = check_image_size(f"timm:{name}", image_size)
+    kw: dict[str, Any] = _timm_size_kwargs(timm, name, size)
     key: dict[str, Any] = {"timm": package_version("timm"), "pretrained": pretrained}
     if pretrained and weights is not None:
         if not Path(weights).is_file():
@@ -193,25 +210,119 @@ def timm_encoder(name: str, *, pretrained: bool = True, device: str = "auto",
                        "(--encoder-options '{\"weights\": \"...\"}')")
     if not pretrained:
         key["seed"] = seed
-    with _seeded(seed):
-        net = timm.create_model(name, pretrained=pretrained, **kw)
+    net = _timm_create(timm, name, pretrained, kw, seed)
     # timm's own evaluation transform (resize rule, interpolation, crop), at image_size
     # when given.
     cfg = timm.data.resolve_data_config({}, model=net)
-    if image_size:
-        cfg["input_size"] = (cfg["input_size"][0], int(image_size), int(image_size))
-    size = int(cfg["input_size"][-1])
+    native = int(cfg["input_size"][-1])
+    if size:
+        cfg["input_size"] = (cfg["input_size"][0], size, size)
     transform = timm.data.create_transform(**cfg)
-    feats = _TimmFeatures(net)
-    head = net.get_classifier() if getattr(net, "num_classes", 0) else None
     import torch.nn as nn
 
-    if head is not None and not isinstance(head, nn.Linear):
-        head = None
-    return TorchImageEncoder(f"timm:{name}", feats, head, dim=int(net.num_features),
-                             image_size=size, mean=cfg["mean"], std=cfg["std"],
-                             device=device, center_crop=float(cfg.get("crop_pct", 1.0)),
-                             key=key, transform=transform)
+    if layer is not None:
+        index, dim = _timm_layer(net, f"timm:{name}", layer)
+        feats, head = _TimmLayer(net, index), None
+        key["layer"] = index
+    else:
+        feats, dim = _TimmFeatures(net), int(net.num_features)
+        head = net.get_classifier() if getattr(net, "num_classes", 0) else None
+        if head is not None and not isinstance(head, nn.Linear):
+            head = None
+    return TorchImageEncoder(f"timm:{name}", feats, head, dim=dim,
+                             image_size=int(cfg["input_size"][-1]), mean=cfg["mean"],
+                             std=cfg["std"], device=device,
+                             center_crop=float(cfg.get("crop_pct", 1.0)), key=key,
+                             transform=transform, native_image_size=native)
+
+
+def _timm_size_kwargs(timm: Any, name: str, size: int | None) -> dict[str, Any]:
+    """``create_model`` keywords for input size ``size`` (None: the model's own):
+    ``img_size`` for a model with a fixed input size, nothing for the others (a CNN
+    takes any size). A size below the config's minimum is an error here, before the
+    model is built."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    if size is None or cfg is None:
+        return {}
+    native = int(cfg.input_size[-1])
+    low = cfg.min_input_size
+    if low is not None and size < int(low[-1]):
+        raise image_size_error(f"timm:{name}", size, f"inputs of at least "
+                               f"{int(low[-1])} px (its own size is {native} px)")
+    return {"img_size": size} if cfg.fixed_input_size and size != native else {}
+
+
+def _timm_create(timm: Any, name: str, pretrained: bool, kw: dict[str, Any],
+                 seed: int) -> Any:
+    """``timm.create_model`` under ``seed``; a fixed-size model that cannot be built
+    (or its weights loaded) at ``kw["img_size"]`` is one error line."""
+    size = kw.get("img_size")
+    try:
+        with _seeded(seed):
+            net = timm.create_model(name, pretrained=pretrained, **kw)
+    except TypeError as exc:
+        if size is None or "img_size" not in str(exc):
+            raise
+        raise image_size_error(f"timm:{name}", size, _timm_fixed(timm, name)) from None
+    except RuntimeError as exc:  # a checkpoint timm cannot resample to that size
+        if size is None:
+            raise
+        raise image_size_error(
+            f"timm:{name}", size, f"{_timm_fixed(timm, name)}, and its weights do not "
+            f"load at {size} px ({str(exc).strip().splitlines()[-1].strip()[:120]})"
+        ) from None
+    built = getattr(getattr(net, "patch_embed", None), "img_size", None)
+    if size is not None and built is not None and tuple(built) != (size, size):
+        raise image_size_error(f"timm:{name}", size, _timm_fixed(timm, name))
+    return net
+
+
+def _timm_fixed(timm: Any, name: str) -> str:
+    s = int(timm.models.get_pretrained_cfg(name).input_size[-1])
+    return f"{s} px inputs only (a fixed input size)"
+
+
+def _timm_layer(net: Any, name: str, layer: int | str) -> tuple[int, int]:
+    """The ``feature_info`` index ``layer`` names (an int, negative from the end, or
+    a module name) and that output's channels; the blocks after it are pruned."""
+    info = list(getattr(net, "feature_info", None) or [])
+    if not info or not hasattr(net, "forward_intermediates"):
+        raise TaskrelInputError(f"{name}: this timm model has no forward_intermediates "
+                                "/ feature_info, so `layer` is not available for it")
+    names = [str(f["module"]) for f in info]
+    n = len(info)
+    if isinstance(layer, str) and layer in names:
+        index = names.index(layer)
+    elif isinstance(layer, int) and not isinstance(layer, bool) and -n <= layer < n:
+        index = layer % n
+    else:
+        raise TaskrelInputError(
+            f"{name}: `layer` must be an int in [{-n}, {n - 1}] (its feature_info "
+            f"indices; negative from the end) or one of {names}; got {layer!r}")
+    prune = getattr(net, "prune_intermediate_layers", None)
+    if callable(prune):  # later blocks are never run: the features cost less
+        prune(indices=[index], prune_norm=True, prune_head=True)
+    return index, int(info[index]["num_chs"])
+
+
+def _TimmLayer(net: Any, index: int) -> Any:  # noqa: N802 - builds a module
+    import torch.nn as nn
+
+    class TimmLayer(nn.Module):
+        """Output ``index`` of ``forward_intermediates``, averaged over its spatial
+        (or token) positions."""
+
+        def __init__(self, net: Any, index: int):
+            super().__init__()
+            self.net = net
+            self.index = index
+
+        def forward(self, x: Any) -> Any:
+            h = self.net.forward_intermediates(x, indices=[self.index],
+                                               intermediates_only=True)[-1]
+            return h.mean((2, 3)) if h.ndim == 4 else h.mean(1)
+
+    return TimmLayer(net, index)
 
 
 def _timm_checkpoint_classes(timm: Any, name: str, weights: str) -> int | None:
@@ -278,24 +389,27 @@ def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "au
     import torch.nn as nn
 
     tv = require("torchvision", "pip install torchvision")
+    image_size = check_image_size(f"torchvision:{name}", image_size)
     net, wkey = _torchvision_net(tv, name, pretrained, weights, download,
                                  _check_seed(seed))
     # The weights' own transforms (also for a random init: the same inputs as the
     # pretrained model), resized in proportion at image_size.
     mean, std, size, crop = IMAGENET_MEAN, IMAGENET_STD, 224, 224 / 256
-    transform = None
+    native, transform = size, None
     try:
-        preset = tv.models.get_model_weights(name).DEFAULT.transforms
+        default = tv.models.get_model_weights(name).DEFAULT
     except (KeyError, ValueError):  # an architecture without published weights
-        preset = None
-    if preset is not None:
-        t = preset()
+        default = None
+    if default is not None:
+        t = default.transforms()
         mean, std = tuple(t.mean), tuple(t.std)
-        size = int(t.crop_size[0])
+        size = native = int(t.crop_size[0])
         crop = size / float(t.resize_size[0])
-        if image_size and int(image_size) != size:
-            size = int(image_size)
-            t = preset(crop_size=size, resize_size=round(size / crop))
+        _check_torchvision_size(net, f"torchvision:{name}", image_size, native,
+                                default.meta.get("min_size"))
+        if image_size and image_size != size:
+            size = image_size
+            t = default.transforms(crop_size=size, resize_size=round(size / crop))
         transform = t
     # Replace the last Linear layer with identity: its input is the penultimate feature.
     parent, attr, last = None, None, None
@@ -311,7 +425,23 @@ def torchvision_encoder(name: str, *, pretrained: bool = True, device: str = "au
                              image_size=int(image_size or size), mean=mean, std=std,
                              device=device, center_crop=crop, transform=transform,
                              key={"torchvision": package_version("torchvision"),
-                                  "pretrained": pretrained, **wkey})
+                                  "pretrained": pretrained, **wkey},
+                             native_image_size=native)
+
+
+def _check_torchvision_size(net: Any, name: str, size: int | None, native: int,
+                            min_size: Any) -> None:
+    """A size the model cannot take, from what torchvision publishes: a vision
+    transformer's fixed ``image_size``, the weights' ``min_size``."""
+    fixed = getattr(net, "image_size", None)  # torchvision's VisionTransformer
+    if size is None:
+        return
+    if isinstance(fixed, int) and size != fixed:
+        raise image_size_error(name, size, f"{fixed} px inputs only (a fixed input "
+                               "size)")
+    if min_size and size < int(min_size[0]):
+        raise image_size_error(name, size, f"inputs of at least {int(min_size[0])} px "
+                               f"(its own size is {native} px)")
 
 
 def open_clip_encoder(name: str, *, pretrained: str | bool = True,
@@ -327,6 +457,7 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
 
     oc = require("open_clip", "pip install open_clip_torch")
     seed = _check_seed(seed)
+    image_size = check_image_size(f"open_clip:{name}", image_size)
     arch, _, tag = name.partition("/")
     tag_arg = (tag or "openai") if pretrained is True else (pretrained or None)
     if weights is not None:
@@ -356,8 +487,9 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
             f"open_clip:{name}: the weights do not load at image_size={image_size} "
             f"({str(exc).strip().splitlines()[-1].strip()}); pass the model's own "
             "image size (--image-size)") from None
-    size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple)
-               else model.visual.image_size)
+    size = _side(model.visual.image_size)
+    arch_cfg = oc.get_model_config(arch) or {}
+    native = _side(arch_cfg.get("vision_cfg", {}).get("image_size", size))
     mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
     std = getattr(model.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
 
@@ -372,16 +504,25 @@ def open_clip_encoder(name: str, *, pretrained: str | bool = True,
     dim = int(model.visual.output_dim)
     return TorchImageEncoder(f"open_clip:{name}", Visual(model), None, dim=dim,
                              image_size=size, mean=mean, std=std, device=device,
-                             key=key, transform=pre)
+                             key=key, transform=pre, native_image_size=native)
+
+
+def _side(size: Any) -> int:
+    """An image size given as an int or an (H, W) pair, as one side."""
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
 
 def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
                pretrained: bool = True, download: bool = False,
-               seed: int = 0) -> Encoder:
+               seed: int = 0, layer: int | None = None) -> Encoder:
     """``hf:NAME``: a sentence-transformers folder (one with ``modules.json``), else a
     transformers model with masked mean pooling (:class:`HFTextEncoder`), read from a
     local folder or the Hugging Face cache (``download=True`` allows the network).
+
+    ``layer=k`` (transformers models) pools hidden state k instead of the last layer:
+    0 = the embeddings, k = the output of block k, negative from the end (-1 = the
+    last layer, the default's features), the same masked mean.
 
     A local folder is keyed by the content of its weight, config and tokenizer files
     (:func:`weights_digest`), a cached model by its Hub commit. ``pretrained=False``
@@ -393,6 +534,11 @@ def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
     dev = resolve_device(device)
     p = Path(name)
     if (p / "modules.json").is_file():
+        if layer is not None:
+            raise TaskrelInputError(
+                f"hf:{name}: `layer` is for transformers models; this is a "
+                "sentence-transformers folder, which pools its own way (rank its "
+                "transformer as hf:FOLDER without modules.json for its layers)")
         st = require("sentence_transformers", "pip install sentence-transformers")
         model = st.SentenceTransformer(name, device=str(dev))
         return SentenceTransformerEncoder(f"hf:{name}", model, {
@@ -427,4 +573,5 @@ def hf_encoder(name: str, *, device: str = "auto", max_seq_length: int = 256,
         key["revision"] = _hub_revision(name)
     if not pretrained:
         key["seed"] = seed
-    return HFTextEncoder(f"hf:{name}", tok, model.to(dev), dev, key, max_seq_length)
+    return HFTextEncoder(f"hf:{name}", tok, model.to(dev), dev, key, max_seq_length,
+                         layer=layer)

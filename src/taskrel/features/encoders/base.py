@@ -28,9 +28,14 @@ class Encoder:
         Whether :meth:`torch_module` gives an ``nn.Module`` that can be fine-tuned.
     batch_size : int
         Default batch size of :meth:`encode`.
+    label : str
+        The name of its rows in a ranking (an encoder spec's ``label``, set by
+        :func:`taskrel.ranking.resolve_encoders`); empty: ``name``. Not part of the
+        cache key: two labels of one model share its features.
     """
 
     name: str = ""
+    label: str = ""
     modality: str = "image"
     dim: int = 0
     has_source_head: bool = False

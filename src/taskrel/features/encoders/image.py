@@ -36,7 +36,8 @@ class TorchImageEncoder(Encoder):
     torchvision weights' ``transforms()``, open_clip's preprocess): :meth:`preprocess`
     then applies it image by image, so the inputs are exactly the library's, resize
     rule and interpolation included. Without it the built-in batched resize below is
-    used (the packaged encoders).
+    used (the packaged encoders). ``native_image_size`` is the size the model was
+    trained at (default ``image_size``): a ranking reports it beside the size used.
     """
 
     modality = "image"
@@ -46,7 +47,8 @@ class TorchImageEncoder(Encoder):
                  mean: Sequence[float], std: Sequence[float], device: str = "auto",
                  key: dict[str, Any] | None = None, resize_mode: str = "bilinear",
                  center_crop: float = 1.0,
-                 transform: Callable[[Any], Any] | None = None):
+                 transform: Callable[[Any], Any] | None = None,
+                 native_image_size: int | None = None):
         import torch
 
         from ..._internal.devices import resolve_device
@@ -54,6 +56,7 @@ class TorchImageEncoder(Encoder):
         self.name = name
         self.dim = dim
         self.image_size = int(image_size)
+        self.native_image_size = int(native_image_size or image_size)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.center_crop = float(center_crop)
@@ -229,11 +232,9 @@ def effnet_lite_encoder(variant: int, *, pretrained: bool = True,
         dim = int(net._blocks[blocks - 1]._project_conv.out_channels)
         head, name = None, f"{name}_b{blocks}"
         key["blocks"] = blocks
-    enc = TorchImageEncoder(name, _effnet_features(net, blocks), head, dim=dim,
-                            image_size=size, mean=LITE_MEAN, std=LITE_STD, device=device,
-                            key=key)
-    enc.native_image_size = native  # type: ignore[attr-defined]
-    return enc
+    return TorchImageEncoder(name, _effnet_features(net, blocks), head, dim=dim,
+                             image_size=size, mean=LITE_MEAN, std=LITE_STD,
+                             device=device, key=key, native_image_size=native)
 
 
 _FT_FORMAT = "taskrel-effnet-finetuned-1"
@@ -264,8 +265,10 @@ def save_finetuned_effnet(path: Any, encoder: Encoder, module: Any, head: Any, *
     return Path(path)
 
 
-def load_finetuned_effnet(path: str, device: str = "auto") -> Encoder:
-    """``effnet_ft:PATH``: a file written by :func:`save_finetuned_effnet`."""
+def load_finetuned_effnet(path: str, device: str = "auto",
+                          image_size: int | None = None) -> Encoder:
+    """``effnet_ft:PATH``: a file written by :func:`save_finetuned_effnet`, at the size
+    it was fine-tuned at (its native size) unless ``image_size`` says otherwise."""
     import torch
 
     p = Path(path)
@@ -278,15 +281,15 @@ def load_finetuned_effnet(path: str, device: str = "auto") -> Encoder:
         ok = False
     if not ok:
         raise TaskrelInputError(f"{path!r} is not a file written by save_finetuned_effnet")
-    base = effnet_lite_encoder(int(ck["base"][-1]), image_size=ck["image_size"],
-                               device="cpu")
+    size = int(image_size or ck["image_size"])
+    base = effnet_lite_encoder(int(ck["base"][-1]), image_size=size, device="cpu")
     feats = base.torch_module()
     feats.load_state_dict(ck["features"])
     head = torch.nn.Linear(base.dim, len(ck["class_names"]))
     head.load_state_dict(ck["head"])
     enc = TorchImageEncoder(
-        f"effnet_ft:{p}", feats, head, dim=base.dim, image_size=ck["image_size"],
-        mean=LITE_MEAN, std=LITE_STD, device=device,
+        f"effnet_ft:{p}", feats, head, dim=base.dim, image_size=size,
+        native_image_size=ck["image_size"], mean=LITE_MEAN, std=LITE_STD, device=device,
         key={"base": ck["base"], "weights_digest": file_digest(p),
              "trained_on": ck["trained_on"]})
     enc.source_class_names = tuple(ck["class_names"])  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...exceptions import TaskrelInputError
-from ._common import file_digest
+from ._common import check_image_size, file_digest, image_size_error
 from .base import Encoder
 from .image import TorchImageEncoder
 
@@ -107,8 +107,12 @@ def train_small_cnn(dataset: Any, *, epochs: int = 3, seed: int = 0,
     return path
 
 
-def load_small_cnn(path: str, device: str = "auto") -> Encoder:
-    """``smallcnn:PATH``: a file written by :func:`train_small_cnn`, as an encoder."""
+def load_small_cnn(path: str, device: str = "auto",
+                   image_size: int | None = None) -> Encoder:
+    """``smallcnn:PATH``: a file written by :func:`train_small_cnn`, as an encoder.
+
+    It takes the size it was trained at only (its hidden layer is sized by it):
+    ``image_size`` may be None or that size."""
     import torch
 
     p = Path(path)
@@ -123,6 +127,11 @@ def load_small_cnn(path: str, device: str = "auto") -> Encoder:
     if not ok:
         raise TaskrelInputError(f"{path!r} is not a small-CNN file written by "
                                 "train_small_cnn")
+    trained = int(ck["image_size"])
+    asked = check_image_size(f"smallcnn:{path}", image_size)
+    if asked is not None and asked != trained:
+        raise image_size_error(f"smallcnn:{path}", asked, f"{trained} px inputs only "
+                               "(the size it was trained at)")
     # Files without a width (all written before it existed) hold the default network.
     width = int(ck.get("width", DEFAULT_WIDTH))
     feats, head = _small_cnn(ck["n_classes"], ck["image_size"], width)

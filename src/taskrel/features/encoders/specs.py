@@ -28,7 +28,8 @@ from typing import Any
 
 from ...exceptions import TaskrelInputError
 
-__all__ = ["EncoderSpec", "split_encoder_list", "parse_encoder_spec", "load_zoo"]
+__all__ = ["EncoderSpec", "split_encoder_list", "parse_encoder_spec", "load_zoo",
+           "encoder_specs"]
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Options whose value is a path: relative paths in a zoo file resolve against it.
@@ -155,18 +156,42 @@ def load_zoo(path: str | os.PathLike[str]) -> list[EncoderSpec]:
             raise TaskrelInputError(f"`--zoo`: encoder {i + 1} in {str(p)!r} needs a "
                                     f"string `name`; got {t.get('name')!r}")
         opts = {k: v for k, v in t.items() if k not in ("name", "label")}
+        # The default label shows the options as written (a relative weights path),
+        # not the absolute path they resolve to.
+        label = t.get("label", "") or _default_label(t["name"].strip(), opts)
         for k in _PATH_KEYS:
             if isinstance(opts.get(k), str) and not os.path.isabs(opts[k]) \
                     and ":" not in opts[k]:
                 opts[k] = str((p.parent / opts[k]).resolve())
-        label = t.get("label", "")
         if not isinstance(label, str):
             raise TaskrelInputError(f"`--zoo`: encoder {i + 1}'s `label` must be a "
                                     f"string; got {label!r}")
         out.append(EncoderSpec(t["name"].strip(), opts, label))
-    labels = [s.label for s in out]
+    _check_labels([s.label for s in out], f"`--zoo`: {str(p)!r}")
+    return out
+
+
+def _check_labels(labels: list[str], what: str) -> None:
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
-        raise TaskrelInputError(f"`--zoo`: two encoders share the label(s) {dup}; give "
-                                "each a distinct `label`")
-    return out
+        raise TaskrelInputError(
+            f"{what}: two encoders share the label(s) {dup}; each row needs its own "
+            "name: give each a distinct label (NAME[label=...], or `label` in a zoo "
+            "file)")
+
+
+def encoder_specs(encoders: Any, *, what: str = "encoders") -> list[Any]:
+    """The candidates of :func:`taskrel.rank`, one per row: each string (or each
+    element of a comma-separated string, commas inside brackets kept) parsed into an
+    :class:`EncoderSpec`; specs, :class:`~taskrel.encoders.Encoder` objects and torch
+    modules passed through. Raises when the list is empty.
+
+    >>> [s.label for s in encoder_specs("effnet_lite0,effnet_lite0[image_size=96]")]
+    ['effnet_lite0', 'effnet_lite0[image_size=96]']
+    """
+    items = split_encoder_list(encoders, what=what) if isinstance(encoders, str) \
+        else list(encoders) if encoders is not None else []
+    if not items or any(isinstance(e, str) and not e.strip() for e in items):
+        raise TaskrelInputError(f"`{what}` must name at least one encoder; got "
+                                f"{encoders!r}")
+    return [parse_encoder_spec(e, what=what) if isinstance(e, str) else e for e in items]

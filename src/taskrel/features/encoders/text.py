@@ -185,17 +185,20 @@ class TfidfSvdEncoder(Encoder):
 
 
 class HFTextEncoder(Encoder):
-    """A transformers text model with attention-masked mean pooling of the last layer."""
+    """A transformers text model with attention-masked mean pooling of the last layer,
+    or of hidden state ``layer`` (0 = the embeddings, k = the output of block k,
+    negative from the end)."""
 
     modality = "text"
     batch_size = 32
 
     def __init__(self, name: str, tok: Any, model: Any, device: Any, key: dict[str, Any],
-                 max_seq_length: int):
+                 max_seq_length: int, *, layer: int | None = None):
         self.name, self._tok, self._model, self._dev = name, tok, model.eval(), device
         self.dim = int(model.config.hidden_size)
         self.max_seq_length = int(max_seq_length)
-        self._key = key
+        self.layer = None if layer is None else _hidden_state_index(name, model, layer)
+        self._key = key if self.layer is None else {**key, "layer": self.layer}
 
     def cache_key(self) -> dict[str, Any]:
         return {"name": self.name, "max_seq_length": self.max_seq_length, **self._key}
@@ -206,7 +209,23 @@ class HFTextEncoder(Encoder):
         enc = self._tok(list(batch), padding=True, truncation=True,
                         max_length=self.max_seq_length, return_tensors="pt").to(self._dev)
         with torch.no_grad():
-            h = self._model(**enc).last_hidden_state
+            if self.layer is None:
+                h = self._model(**enc).last_hidden_state
+            else:
+                h = self._model(**enc, output_hidden_states=True).hidden_states[self.layer]
             m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
             return ((h * m).sum(1) / m.sum(1).clamp(min=1)).float().cpu().numpy(), None
 
+
+
+def _hidden_state_index(name: str, model: Any, layer: Any) -> int:
+    """``layer`` as an index into the model's ``hidden_states`` (0..n_layers)."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    if not isinstance(n, int):
+        raise TaskrelInputError(f"{name}: its config has no num_hidden_layers, so "
+                                "`layer` is not available for it")
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -n - 1 <= layer <= n:
+        raise TaskrelInputError(
+            f"{name}: `layer` must be an int in [{-n - 1}, {n}] (0 = the embeddings, "
+            f"{n} = the last of its {n} layers; negative from the end); got {layer!r}")
+    return layer % (n + 1)
