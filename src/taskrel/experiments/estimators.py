@@ -27,6 +27,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..exceptions import TaskrelInputError
+from ._names import ALIASES as ALIASES
+from ._names import FIXED as FIXED
+from ._names import UNLABELED as UNLABELED
+from ._names import UNLABELED_FIXED as UNLABELED_FIXED
+from ._names import reads_reference as reads_reference
 from .inputs import (
     cell_tasks,
     drop_single_row_classes,
@@ -41,18 +46,6 @@ from .suite import REFERENCE_TARGET, ExperimentConfig
 
 __all__ = ["Estimator", "get_estimator", "reference_tau", "relate_rows", "UNLABELED",
            "FIXED", "UNLABELED_FIXED", "reads_reference", "TRUTHS", "ALIASES"]
-
-#: Task-relatedness without target labels (pseudo-labels); not a registered score.
-UNLABELED = "task_relatedness_unlabeled"
-#: Task-relatedness (labelled, unlabelled) that reads the config's reference for every
-#: encoder, also under ``options.reference_mode = "own_source"``.
-FIXED = "task_relatedness_fixed"
-UNLABELED_FIXED = "task_relatedness_unlabeled_fixed"
-#: Cells that read a reference task beyond the feature projection: task-relatedness
-#: (and its tau for the probe) and every score whose inputs include ``source_task``.
-_READS_REFERENCE = ("task_relatedness", UNLABELED, "linear_probe")
-#: Old estimator names in configs -> names registered in taskrel.scores.
-ALIASES = {"pactran": "pactran_gaussian"}
 
 #: ``cell(config, cell) -> {"value": float or None, "extra": {...}}``.
 CellFunction = Callable[[ExperimentConfig, Cell], dict[str, Any]]
@@ -107,29 +100,6 @@ def get_estimator(name: str) -> Estimator:
     from ..scores import get_score
 
     return Estimator(get_score(name).name, _score_cell, name)
-
-
-def reads_reference(name: str, *, own: bool = False) -> bool:
-    """Whether cells of estimator ``name`` read a reference task: task-relatedness
-    (labelled or not), the tau-probe (its tau comes from the reference) and every
-    registered score whose inputs include ``source_task`` (OTCE, OT-NCE).
-
-    With ``own=True``: whether the cell reads the encoder's own source under
-    ``options.reference_mode = "own_source"``, i.e. the same less the ``*_fixed``
-    estimators, which always read the config's reference.
-    """
-    if name in (FIXED, UNLABELED_FIXED):
-        return not own
-    if name in _READS_REFERENCE:
-        return True
-    if name in _REGISTRY:  # the other truths (logreg, finetune) read no reference
-        return False
-    from ..scores import get_score
-
-    try:
-        return "source_task" in get_score(ALIASES.get(name, name)).inputs
-    except TaskrelInputError:
-        return False
 
 
 def reference_tau(config: ExperimentConfig, ref: Any) -> float:

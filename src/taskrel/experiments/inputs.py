@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import TaskrelInputError
+from ._names import SOURCE_SEP as SOURCE_SEP
+from ._names import split_source as split_source
 from .store import Cell
 from .suite import REFERENCE_TARGET, DatasetSpec, ExperimentConfig
 
@@ -168,9 +170,6 @@ def _encoder_cached(name: str, opts_json: str, device: str) -> Any:
     return load_encoder(name, device=device, **json.loads(opts_json))
 
 
-#: ``<base>_on_<dataset>``: the base encoder trained (small CNN) or fine-tuned
-#: (EfficientNet-Lite) on a source dataset other than the reference first.
-SOURCE_SEP = "_on_"
 
 
 #: ``smallcnn[_w<width>][_e<epochs>]``: the small CNN at another width (first conv's
@@ -195,18 +194,6 @@ def smallcnn_arch(base: str) -> tuple[int, int | None] | None:
     if w < 1 or (e is not None and e < 1):
         return None
     return w, e
-
-
-def split_source(name: str) -> tuple[str, str | None]:
-    """``"smallcnn_on_mnist5k"`` -> ``("smallcnn", "mnist5k")``; other names -> (name, None).
-
-    Examples
-    --------
-    >>> split_source("effnet_lite0_on_mnist5k"), split_source("effnet_lite1")
-    (('effnet_lite0', 'mnist5k'), ('effnet_lite1', None))
-    """
-    base, sep, src = name.partition(SOURCE_SEP)
-    return (base, src) if sep and src else (name, None)
 
 
 def encoder_image_size(config: ExperimentConfig, name: str) -> int | None:

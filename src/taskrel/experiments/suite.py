@@ -33,6 +33,7 @@ from typing import Any
 import tomllib
 
 from ..exceptions import TaskrelInputError
+from ._names import reads_reference, split_source
 from .executors import Executor, get_executor
 from .store import Cell, ResultsStore
 
@@ -385,9 +386,6 @@ def cell_reference(config: ExperimentConfig, encoder: str, estimator: str) -> st
     always read the config's reference.
     """
     if config.own_source:
-        from .estimators import reads_reference
-        from .inputs import split_source
-
         _, src = split_source(encoder)
         if src is not None and config.source(src) is not None and \
                 reads_reference(estimator, own=True):
