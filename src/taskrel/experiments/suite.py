@@ -281,7 +281,6 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
     if REFERENCE_TARGET in names:
         raise _err("targets", f"names other than {REFERENCE_TARGET!r} (reserved for the "
                    "reference task's own ground truths)", REFERENCE_TARGET)
-    sources = _sources(d.get("sources", []), names)
 
     q = d.get("quick", {})
     if not isinstance(q, Mapping):
@@ -300,6 +299,7 @@ def parse_config(raw: Mapping[str, Any], *, quick: bool = False,
             else:
                 d[k] = v
 
+    sources = _sources(d.get("sources", []), names)  # after [quick] may replace them
     gt = d.get("ground_truth", {})
     if not isinstance(gt, Mapping):
         raise _err("ground_truth", "a table", gt)
