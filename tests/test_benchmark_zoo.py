@@ -153,8 +153,12 @@ def test_finetuned_effnet_roundtrip(tmp_path):
     with torch.no_grad():
         want = r.module(enc.preprocess(x)).numpy()
         want_p = torch.softmax(r.head(torch.as_tensor(want)).double(), 1).numpy()
-    assert np.allclose(back.encode(x, progress=False), want, atol=1e-5)
-    assert np.allclose(back.source_probs(x, progress=False), want_p, atol=1e-5)
+    # Extraction folds the batch norms into the convolutions: float rounding, 1e-5 of
+    # the features' scale (tests/test_extract_inference.py).
+    np.testing.assert_allclose(back.encode(x, progress=False), want, rtol=1e-5,
+                               atol=1e-5 * float(np.abs(want).max()))
+    np.testing.assert_allclose(back.source_probs(x, progress=False), want_p, rtol=1e-5,
+                               atol=1e-5)
     assert back.cache_key()["trained_on"] == "toy"
     (tmp_path / "bad.pt").write_text("no")
     with pytest.raises(TaskrelInputError, match="save_finetuned_effnet"):

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._internal.denormals import flush_denormals
 from .._internal.oom import with_oom_fallback
 from .._internal.sampling import LIMIT_RULES, describe_limit_rule, limited_rows
 from .._internal.versions import package_version, package_versions
@@ -150,7 +151,9 @@ def _encode_chunk(enc: Encoder, xb: Any, batch: int, with_probs: bool) -> dict[s
     """Encode one chunk; on out-of-memory (GPU or host) the chunk is encoded again from
     scratch with half the batch (:func:`taskrel._internal.oom.with_oom_fallback`, which warns),
     so a stored chunk is always the output of one complete call. ``"batch"`` in the
-    result is the batch that fitted, reused for the next chunks."""
+    result is the batch that fitted, reused for the next chunks. Denormal floats are
+    flushed to zero meanwhile (:func:`taskrel._internal.denormals.flush_denormals`:
+    values below 1.2e-38 become 0), then the previous setting is restored."""
     used = [batch]
 
     def run(b: int) -> dict[str, Any]:
@@ -161,7 +164,8 @@ def _encode_chunk(enc: Encoder, xb: Any, batch: int, with_probs: bool) -> dict[s
         return {"features": enc.encode(xb, batch_size=b)}
 
     first = max(1, min(batch, len(xb)))
-    got = with_oom_fallback(run, first)
+    with flush_denormals():  # every encoder; the previous setting comes back after
+        got = with_oom_fallback(run, first)
     got["batch"] = batch if used[0] == first else used[0]
     return got
 
@@ -180,7 +184,7 @@ def _check_finite_output(enc: Encoder, ds: Dataset, split: str, chunk: int,
 def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
                    cache_root: Path | None, with_probs: bool, progress: bool,
                    batch_size: int | None, chunk_rows: int,
-                   limit_rule: str = "permutation"
+                   limit_rule: str = "permutation", fingerprint: str | None = None
                    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None,
                               dict[str, Any]]:
     from tqdm.auto import tqdm
@@ -188,7 +192,7 @@ def _extract_split(enc: Encoder, ds: Dataset, split: str, idx: NDArray[np.intp],
     x = ds.x_train if split == "train" else ds.x_test
     key = {"format": CACHE_FORMAT, "taskrel": package_version("taskrel"),
            "encoder": enc.cache_key(), "dataset": ds.name,
-           "fingerprint": dataset_fingerprint(ds), "split": split,
+           "fingerprint": fingerprint or dataset_fingerprint(ds), "split": split,
            "rows": hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest()[:16],
            "n_rows": int(len(idx)), "chunk_rows": chunk_rows, "with_probs": with_probs}
     if limit_rule != "permutation":  # the legacy rule's key stays as it was
@@ -305,13 +309,14 @@ def extract_task(encoder: Encoder | str, dataset: Dataset | str, *, split: str =
                                 "first or pass fit=True")
     res: dict[str, Any] = {}
     cache_info: dict[str, Any] = {}
+    fingerprint = dataset_fingerprint(ds)  # hashes every input: once per call
     for s in splits:
         F, P, info = _extract_split(enc, ds, s, idx[s], root, want_probs, progress,
-                                    batch_size, chunk_rows, limit_rule)
+                                    batch_size, chunk_rows, limit_rule, fingerprint)
         y = (ds.y_train if s == "train" else ds.y_test)[idx[s]].astype(np.int64)
         res[s] = (F, y, P)
         cache_info[s] = info
-    meta = _task_meta(enc, ds, split, limit, cache_info, t0, limit_rule)
+    meta = _task_meta(enc, ds, split, limit, cache_info, t0, limit_rule, fingerprint)
     first = res[splits[0]]
     test = res.get("test") if split == "both" else None
     task = Task(
@@ -372,12 +377,14 @@ def _check_limit_rule(limit_rule: str) -> None:
 
 def _task_meta(enc: Encoder, ds: Dataset, split: str, limit: int | None,
                cache_info: dict[str, Any], t0: float,
-               limit_rule: str = "permutation") -> dict[str, Any]:
+               limit_rule: str = "permutation", fingerprint: str | None = None
+               ) -> dict[str, Any]:
     """The ``meta`` of an extracted task (encoder, dataset, versions, cache, timing)."""
     return {
         "encoder": enc.describe(),
         "dataset": {"name": ds.name, "modality": ds.modality,
-                    "fingerprint": dataset_fingerprint(ds), "source": ds.meta},
+                    "fingerprint": fingerprint or dataset_fingerprint(ds),
+                    "source": ds.meta},
         "split": split,
         "limit": None if limit is None else int(limit),
         "limit_rule": describe_limit_rule(limit_rule),
