@@ -214,3 +214,109 @@ def test_rank_runs_on_a_photo_folder(tmp_path, monkeypatch):
     got = json.loads(out.read_text())
     assert [r["encoder"] for r in got["ranking"]] == ["effnet_lite0_random"]
     assert got["target"]["rows"] >= 12 and got["target"]["classes"] == 3
+
+
+def _varied_folder(root, per_class, split=False):
+    """Classes of unequal size with mixed-size JPEG/PNG files, each image distinct (its
+    index is written into its pixels), optionally as ``train/`` and ``test/``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    k = 0
+    for part in (("train", "test") if split else ("",)):
+        for c, n in per_class.items():
+            d = root / part / c
+            d.mkdir(parents=True)
+            for i in range(n if part != "test" else max(2, n // 3)):
+                w, h = SIZES[k % len(SIZES)]
+                a = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+                a[:4, :4] = k % 256
+                img = Image.fromarray(a)
+                if k % 2:
+                    img.save(d / f"{i:03d}.png")
+                else:
+                    img.save(d / f"{i:03d}.jpg", quality=90)
+                k += 1
+    return root
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_limit_decodes_only_the_rows_extraction_uses(tmp_path, monkeypatch, split):
+    """``from_image_folder(limit=N)`` decodes N rows per split, and they are the very
+    images (pixels and labels) ``extract_task(limit=N)`` encodes from the whole folder."""
+    from taskrel.features.extract import selected_rows
+
+    root = _varied_folder(tmp_path / "f", {"a": 30, "b": 7, "c": 12}, split)
+    full = D.from_image_folder(root, size="auto")
+    decoded = []
+    real = D._read_image
+    monkeypatch.setattr(D, "_read_image",
+                        lambda f, *a: decoded.append(f) or real(f, *a))
+    limit = 9
+    capped = D.from_image_folder(root, size="auto", limit=limit)
+    assert len(decoded) == len(capped.y_train) + len(capped.y_test)
+    assert len(capped.y_train) == limit and len(capped.y_test) <= limit
+    assert capped.class_names == full.class_names
+    assert capped.meta["files"] == {"train": len(full.y_train), "test": len(full.y_test)}
+    for s in ("train", "test"):
+        rows = selected_rows(full, s, limit)
+        x_full = (full.x_train if s == "train" else full.x_test)[rows]
+        y_full = (full.y_train if s == "train" else full.y_test)[rows]
+        x_cap = capped.x_train if s == "train" else capped.x_test
+        y_cap = capped.y_train if s == "train" else capped.y_test
+        np.testing.assert_array_equal(x_cap, x_full)
+        np.testing.assert_array_equal(y_cap, y_full)
+        # What extraction selects from the capped split is all of it.
+        np.testing.assert_array_equal(selected_rows(capped, s, limit),
+                                      np.arange(len(y_cap)))
+    # A limit above the folder's size reads everything, as without one.
+    big = D.from_image_folder(root, size="auto", limit=10_000)
+    np.testing.assert_array_equal(big.x_train, full.x_train)
+    np.testing.assert_array_equal(big.y_test, full.y_test)
+
+
+def test_limit_counts_unreadable_files_and_checks_its_argument(tmp_path):
+    root = _varied_folder(tmp_path / "f", {"a": 6, "b": 6})
+    (root / "a" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        ds = D.from_image_folder(root, size="auto", limit=4)
+    assert ds.meta["skipped"] == 1 and len(ds.y_train) == 4
+    with pytest.raises(TaskrelInputError, match="has 1 unreadable image file"):
+        resolve_target(str(root), limit=4)
+    for bad in (0, -1, 2.5, True, "10"):
+        with pytest.raises(TaskrelInputError, match="`limit` must be None or a positive"):
+            D.from_image_folder(root, size="auto", limit=bad)
+
+
+def test_more_classes_than_rows_keeps_every_class_name(tmp_path):
+    root = _varied_folder(tmp_path / "f", {c: 4 for c in "abcdef"})
+    ds = D.from_image_folder(root, size="auto", limit=3)
+    assert ds.class_names == tuple("abcdef") and len(ds.y_train) == 3
+    # 24 photos in 6 classes cannot be stratified at 0.2 by scikit-learn (5 test rows
+    # < 6 classes): each class gives round(0.2 * 4) = 1 test row instead.
+    assert ds.meta["files"] == {"train": 18, "test": 6}
+    full = D.from_image_folder(root, size="auto")
+    assert sorted(full.y_test.tolist()) == list(range(6)) and len(ds.y_test) == 3
+
+
+def test_rank_on_a_folder_decodes_only_the_capped_rows(tmp_path, monkeypatch):
+    """``rank`` on a folder gives the same features as on the whole folder read into a
+    Dataset, and decodes only ``--max-target`` training rows (plus as many test rows)."""
+    from taskrel.ranking import rank
+
+    monkeypatch.setenv("TASKREL_CACHE_DIR", str(tmp_path / "cache"))
+    root = _varied_folder(tmp_path / "photos", {"a": 40, "b": 25, "c": 15})
+    kw = dict(encoders=["effnet_lite0_random"], reference="digits", image_size=32,
+              max_reference=60, max_target=20, device="cpu", progress=False,
+              estimators=("knn_accuracy", "h_score"), cache_dir=False)
+    whole = rank(D.from_image_folder(root, size="auto"), **kw)
+    decoded = []
+    real = D._read_image
+    monkeypatch.setattr(D, "_read_image",
+                        lambda f, *a: decoded.append(f) or real(f, *a))
+    folder = rank(str(root), **kw)
+    assert 20 <= len(decoded) <= 40  # 20 training rows and at most 20 test rows
+    for a, b in zip(whole.rows, folder.rows):
+        for est in ("knn_accuracy", "h_score"):
+            assert a["values"][est] is not None
+            assert a["values"][est] == pytest.approx(b["values"][est], rel=1e-6)

@@ -193,7 +193,8 @@ class Ranking:
 # inputs
 # ---------------------------------------------------------------------------------
 def resolve_target(target: Any, *, text_col: str = "text", label_col: str = "label",
-                   labels: bool = True, skip_unreadable: bool = False) -> Any:
+                   labels: bool = True, skip_unreadable: bool = False,
+                   limit: int | None = None) -> Any:
     """The target as a :class:`~taskrel.features.datasets.Dataset`, checked.
 
     ``target`` is a Dataset, an image folder (one sub-folder per class; read with
@@ -201,7 +202,10 @@ def resolve_target(target: Any, *, text_col: str = "text", label_col: str = "lab
     square of at most 256 pixels), a CSV/TSV file (``text_col``, ``label_col``) or a
     packaged dataset name. With ``labels``
     the target needs at least 2 classes with 2 training rows each. An unreadable
-    image is an error unless ``skip_unreadable``.
+    image is an error unless ``skip_unreadable``. With ``limit`` a folder decodes only
+    the ``limit`` rows per split that a ranking with ``max_target=limit`` encodes
+    (``from_image_folder(limit=)``): the same images and features, without decoding
+    the rest.
     """
     from .features.datasets import Dataset, list_datasets, load_dataset
 
@@ -209,7 +213,7 @@ def resolve_target(target: Any, *, text_col: str = "text", label_col: str = "lab
         ds = target
     elif isinstance(target, (str, os.PathLike)):
         ds = _dataset_from_path(target, text_col, label_col, skip_unreadable,
-                                list_datasets(), load_dataset, "TARGET")
+                                list_datasets(), load_dataset, "TARGET", limit)
     else:
         raise TaskrelInputError(f"`target` must be a Dataset, a folder, a CSV/TSV file "
                                 f"or a dataset name; got {type(target).__name__}")
@@ -218,14 +222,15 @@ def resolve_target(target: Any, *, text_col: str = "text", label_col: str = "lab
 
 
 def _dataset_from_path(spec: Any, text_col: str, label_col: str, skip_unreadable: bool,
-                       names: list[str], load: Any, what: str) -> Any:
+                       names: list[str], load: Any, what: str,
+                       limit: int | None = None) -> Any:
     from .features.datasets import from_image_folder, from_table
 
     p = Path(spec)
     if p.is_dir():
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
-            ds = from_image_folder(p, size="auto")
+            ds = from_image_folder(p, size="auto", limit=limit)
         skipped = int(ds.meta.get("skipped", 0))
         if skipped and not skip_unreadable:
             raise TaskrelInputError(
@@ -270,10 +275,10 @@ def _check_class_counts(what: str, y: Any, class_names: list[str], labels: bool)
 
 
 def resolve_reference(reference: Any, modality: str, *, text_col: str = "text",
-                      label_col: str = "label") -> Any:
+                      label_col: str = "label", limit: int | None = None) -> Any:
     """The reference task: ``reference`` (a Dataset, folder, CSV/TSV with the target's
     columns or packaged name) or the first installed of :data:`DEFAULT_REFERENCES`
-    for the target's modality."""
+    for the target's modality. ``limit`` as for :func:`resolve_target`."""
     from .features.datasets import Dataset, list_datasets, load_dataset
 
     if reference is None:
@@ -289,7 +294,7 @@ def resolve_reference(reference: Any, modality: str, *, text_col: str = "text",
         ds = reference
     else:
         ds = _dataset_from_path(reference, text_col, label_col, False, list_datasets(),
-                                load_dataset, "--reference")
+                                load_dataset, "--reference", limit)
     if ds.modality != modality:
         raise TaskrelInputError(f"the reference {ds.name!r} holds {ds.modality} inputs "
                                 f"but the target holds {modality} inputs")
@@ -1050,10 +1055,12 @@ def _model_rows(target: Any, encoders: Any, reference: Any, est: tuple[str, ...]
     from .features.extract import default_cache_dir, selected_rows
 
     device, labels = opts["device"], opts["labels"]
+    # A photo folder decodes only the rows the ranking encodes.
     tgt_ds = resolve_target(target, text_col=text_col, label_col=label_col,
-                            labels=labels, skip_unreadable=skip_unreadable)
+                            labels=labels, skip_unreadable=skip_unreadable,
+                            limit=opts["max_target"])
     ref_ds = resolve_reference(reference, tgt_ds.modality, text_col=text_col,
-                               label_col=label_col)
+                               label_col=label_col, limit=opts["max_reference"])
     encs = resolve_encoders(encoders, tgt_ds.modality, device=device,
                             image_size=opts["image_size"], options=encoder_options)
     if labels:

@@ -141,8 +141,28 @@ def _stratified_split(y: NDArray[Any], test_size: int | float, seed: int
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
-    tr, te = train_test_split(idx, test_size=test_size, stratify=y, random_state=seed)
+    try:
+        tr, te = train_test_split(idx, test_size=test_size, stratify=y,
+                                  random_state=seed)
+    except ValueError:
+        # scikit-learn cannot stratify: fewer test rows than classes, or a class of
+        # one row (e.g. 6 classes of 4 photos at 0.2). Split each class on its own
+        # instead: round(fraction * n_c) of its rows, at least 1 where it has 2.
+        return _per_class_split(np.asarray(y), test_size, seed)
     return np.sort(tr), np.sort(te)
+
+
+def _per_class_split(y: NDArray[Any], test_size: int | float, seed: int
+                     ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    frac = test_size / len(y) if isinstance(test_size, (int, np.integer)) else test_size
+    rng = np.random.default_rng(seed)
+    test: list[NDArray[np.intp]] = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        k = 0 if rows.size < 2 else min(rows.size - 1, max(1, round(frac * rows.size)))
+        test.append(rng.permutation(rows)[:k])
+    te = np.sort(np.concatenate(test)).astype(np.intp)
+    return np.setdiff1d(np.arange(len(y)), te).astype(np.intp), te
 
 
 def _encode_labels(labels: Sequence[Any], class_names: Sequence[str] | None = None
@@ -782,7 +802,8 @@ def _read_image(f: Path, size: tuple[int, int] | None, side: int | None
 
 def from_image_folder(path: str | os.PathLike[str], *,
                       size: int | tuple[int, int] | str | None = None,
-                      test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+                      test_fraction: float = 0.2, seed: int = 0,
+                      limit: int | None = None) -> Dataset:
     """Read a folder with one sub-folder of images per class.
 
     If ``path`` holds ``train/`` and ``test/`` folders (each with class sub-folders),
@@ -807,13 +828,22 @@ def from_image_folder(path: str | os.PathLike[str], *,
         Held-out fraction when the folder has no ``train/`` and ``test/``.
     seed : int, default 0
         Seed of that split.
+    limit : int or None, default None
+        Keep at most ``limit`` images per split, chosen before any image is decoded:
+        the rows :func:`~taskrel.features.extract.extract_task` (``limit_rule=
+        'stratified'``) would encode from the whole folder, found from the file
+        names' classes alone. ``extract_task(ds, limit=limit)`` then encodes the same
+        images, with the same features, as on the whole folder, and a folder of
+        100,000 photos costs the decoding of ``limit`` of them (``taskrel rank``
+        passes ``--max-target`` / ``--max-reference``). None reads every image.
 
     Returns
     -------
     Dataset
         uint8 images (n, H, W), or (n, H, W, 3) if any image has colour (then grey
-        images are repeated to RGB). ``meta['skipped']`` counts unreadable files and
-        ``meta['size']`` the (H, W) of the images.
+        images are repeated to RGB). ``meta['skipped']`` counts unreadable files,
+        ``meta['size']`` the (H, W) of the images and, with ``limit``,
+        ``meta['files']`` the readable files per split before the cap.
 
     Notes
     -----
@@ -824,7 +854,10 @@ def from_image_folder(path: str | os.PathLike[str], *,
     own min/max; ``RGBA``, ``LA`` and palette (``P``, read through ``RGBA``) images
     are composited on white; ``CMYK`` and other modes are converted to RGB.
     Unreadable files are skipped and counted (a ``UserWarning`` says how many); an
-    empty class is an error.
+    empty class is an error. With ``limit``, a file is judged readable by its header
+    (read for every file, cheap) before the rows are chosen; a chosen file whose
+    header reads but whose pixels do not is skipped after the choice, so that split
+    has one row fewer than without ``limit`` would give.
     """
     root = Path(path)
     if not root.is_dir():
@@ -843,10 +876,17 @@ def from_image_folder(path: str | os.PathLike[str], *,
             raise TaskrelInputError(
                 f"`size` must be None, 'auto', a positive int or (H, W); got {size!r}")
         sz = (int(sz[0]), int(sz[1]))
+    if limit is not None and (isinstance(limit, bool) or not isinstance(
+            limit, (int, np.integer)) or limit < 1):
+        raise TaskrelInputError(f"`limit` must be None or a positive int; got {limit!r}")
     split = (root / "train").is_dir() and (root / "test").is_dir()
     listed = {s: _list_folder(root / s) for s in ("train", "test")} if split else \
         {"all": _list_folder(root)}
     shapes = {f: _oriented_size(f) for files, _ in listed.values() for f, _ in files}
+    n_files: dict[str, int] = {}
+    if limit is not None:
+        listed, n_files = _capped_listing(root, listed, shapes, int(limit),
+                                          test_fraction, seed)
     good = sorted({s for s in shapes.values() if s is not None})
     side = None
     if size == "auto" and good and (len(good) > 1 or min(good[0]) > AUTO_SIDE):
@@ -874,12 +914,15 @@ def from_image_folder(path: str | os.PathLike[str], *,
             labels.append(c)
             n_ok[c] += 1
         for c in classes:
-            if n_ok[c] == 0:
-                n_files = sum(1 for _, cc in files if cc == c)
+            # With ``limit`` a class may have no chosen rows in a split (more classes
+            # than rows); only a class whose chosen files all failed is an error.
+            if n_ok[c] == 0 and (limit is None or any(
+                    cc == c and shapes[f] is not None for f, cc in files)):
+                n_ext = sum(1 for _, cc in files if cc == c)
                 base = root / s if split else root
                 raise TaskrelInputError(
                     f"class folder {str(base / c)!r} has no readable images "
-                    f"({n_files} file(s) with an image extension)")
+                    f"({n_ext} file(s) with an image extension)")
         parts[s] = (imgs, labels, classes)
     all_imgs = [im for p in parts.values() for im in p[0]]
     sizes = sorted({im.shape[:2] for im in all_imgs})
@@ -897,7 +940,7 @@ def from_image_folder(path: str | os.PathLike[str], *,
     if skipped:
         warnings.warn(f"from_image_folder: skipped {skipped} unreadable file(s) in "
                       f"{str(root)!r}", UserWarning, stacklevel=2)
-    if "all" in parts:
+    if "all" in parts:  # (never with ``limit``: the split was made before decoding)
         ims, labs, classes = parts["all"]
         ds = from_arrays(stack(ims), labs, name=root.name, class_names=classes,
                          modality="image", test_fraction=test_fraction, seed=seed)
@@ -906,8 +949,54 @@ def from_image_folder(path: str | os.PathLike[str], *,
         ds = from_arrays(stack(parts["train"][0]), parts["train"][1],
                          stack(parts["test"][0]), parts["test"][1], name=root.name,
                          class_names=classes, modality="image")
-    return replace(ds, meta={"source": f"image folder {root}", "skipped": skipped,
-                             "size": tuple(int(v) for v in sizes[0])})
+    meta: dict[str, Any] = {"source": f"image folder {root}", "skipped": skipped,
+                            "size": tuple(int(v) for v in sizes[0])}
+    if limit is not None:
+        meta.update(limit=int(limit), files=n_files)
+    return replace(ds, meta=meta)
+
+
+def _capped_listing(root: Path, listed: dict[str, tuple[list[tuple[Path, str]],
+                                                         list[str]]],
+                    shapes: Mapping[Path, tuple[int, int] | None], limit: int,
+                    test_fraction: float, seed: int
+                    ) -> tuple[dict[str, tuple[list[tuple[Path, str]], list[str]]],
+                               dict[str, int]]:
+    """The ``train`` and ``test`` files :func:`from_image_folder` decodes with ``limit``.
+
+    Files with an unreadable header are left out first (counted as skipped later, as
+    without ``limit``). A folder without ``train/`` and ``test/`` is split here, with
+    the seeded stratified split :func:`from_arrays` would make of the decoded images;
+    each split then keeps the rows :func:`~taskrel._internal.sampling.limited_rows`
+    chooses from its labels: those ``extract_task`` encodes with that ``limit``.
+    Also returns the readable files per split before the cap.
+    """
+    from .._internal.sampling import limited_rows
+
+    classes = sorted({c for _, cs in listed.values() for c in cs})
+    out: dict[str, tuple[list[tuple[Path, str]], list[str]]] = {}
+    n_files: dict[str, int] = {}
+    for s, (files, cs) in listed.items():
+        readable = [fc for fc in files if shapes[fc[0]] is not None]
+        unreadable = [fc for fc in files if shapes[fc[0]] is None]
+        for c in cs:  # the empty-class error of the uncapped read, before choosing
+            if not any(cc == c for _, cc in readable):
+                base = root / s if s != "all" else root
+                n = sum(1 for _, cc in files if cc == c)
+                raise TaskrelInputError(
+                    f"class folder {str(base / c)!r} has no readable images "
+                    f"({n} file(s) with an image extension)")
+        y, _ = _encode_labels([c for _, c in readable], classes)
+        parts = ({"train": np.arange(len(y))} if s == "train" else
+                 {"test": np.arange(len(y))} if s == "test" else
+                 dict(zip(("train", "test"), _stratified_split(y, test_fraction, seed))))
+        for name, idx in parts.items():
+            keep = idx[limited_rows(len(idx), limit, y[idx])]
+            # Unreadable files go along to be counted as skipped, never decoded.
+            skip = unreadable if s != "all" or name == "train" else []
+            out[name] = ([readable[i] for i in keep] + skip, cs)
+            n_files[name] = len(idx)
+    return out, n_files
 
 
 def from_table(path: str | os.PathLike[str], text_col: str, label_col: str, *,
