@@ -138,9 +138,86 @@ def test_probe_head_sd_floor_zeroes_near_constant_features():
                   rng.normal(size=100)], axis=1).astype(np.float64)
     enc = torch.nn.Identity().double()
     pre = lambda b: torch.as_tensor(b)  # noqa: E731
-    W0, _ = _probe_head(enc, pre, X, y, 2, torch.device("cpu"), 64)
-    W1, b1 = _probe_head(enc, pre, X, y, 2, torch.device("cpu"), 64, sd_floor=1e-3)
+    W0, _, _ = _probe_head(enc, pre, X, y, 2, torch.device("cpu"), 64)
+    W1, b1, _ = _probe_head(enc, pre, X, y, 2, torch.device("cpu"), 64, sd_floor=1e-3)
     assert abs(float(W0[1, 1])) > 1e5          # the unfloored head: weight ~ 1 / sd
     assert float(W1[0, 1]) == 0.0 and float(W1[1, 1]) == 0.0
     pred = (torch.as_tensor(X, dtype=torch.float32) @ W1.T + b1).argmax(1).numpy()
     assert (pred == y).mean() > 0.9
+
+
+def _standardized_fit(X, y, c):
+    """scikit-learn's L2 logistic regression on standardized features: the probe the
+    LP-FT head folds back into raw-feature weights (the reference for the tests below)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = X.mean(0), X.std(0)
+    sd[sd < 1e-12] = 1.0
+    m = LogisticRegression(C=c, max_iter=1000).fit((X - mu) / sd, y)
+    return lambda Z: m.predict_proba((Z - mu) / sd)
+
+
+def test_probe_head_tuned_c_is_the_best_on_validation():
+    """``c="tuned"`` picks, from LOGREG_C_GRID, the C whose probe (fit on the training
+    rows) is most accurate on the validation rows, ties to the smaller C; the head is
+    then that probe: its softmax equals scikit-learn's fit at that C."""
+    from taskrel.features.finetune import _probe_head
+    from taskrel.probe import LOGREG_C_GRID
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 240)
+    X = rng.normal(size=(240, 6)) + 0.8 * np.eye(3, 6)[y]
+    tr, va = np.arange(160), np.arange(160, 240)
+    enc = torch.nn.Identity().double()
+    pre = lambda b: torch.as_tensor(b)  # noqa: E731
+    W, b, c = _probe_head(enc, pre, X[tr], y[tr], 3, torch.device("cpu"), 64,
+                          c="tuned", val=(X[va], y[va]))
+    acc = {g: float(np.mean(_standardized_fit(X[tr], y[tr], g)(X[va]).argmax(1) == y[va]))
+           for g in LOGREG_C_GRID}
+    best = max(sorted(LOGREG_C_GRID), key=lambda g: (acc[g], -g))
+    assert c == best
+    P = torch.softmax(torch.as_tensor(X[va], dtype=torch.float32) @ W.T + b, 1).numpy()
+    np.testing.assert_allclose(P, _standardized_fit(X[tr], y[tr], c)(X[va]), atol=1e-4)
+
+
+def test_refit_with_zero_epochs_is_the_probe_on_all_rows(digits_images):
+    """The refit model of a run whose best epoch is 0 is the probe head refitted on all
+    training rows with the chosen C: its test predictions are scikit-learn's."""
+    from taskrel.features.finetune import _refit
+
+    xtr, ytr, xte, yte = digits_images
+    enc = _cnn()
+    cfg = {"head_lr_mult": 1.0, "weight_decay": 1e-4, "eval_batch_size": 256,
+           "seed": 0, "bs": 64, "augment": None, "batchnorm": "frozen"}
+    e, h = _refit(enc, _pre, xtr, ytr, 10, 1e-3, 0, cfg, 0.1, None, torch.device("cpu"))
+    with torch.no_grad():
+        F = enc(_pre(xtr)).double().numpy()
+        Fte = enc(_pre(xte)).double().numpy()
+        P = torch.softmax(h(e(_pre(xte))), 1).numpy()
+    np.testing.assert_allclose(P, _standardized_fit(F, ytr, 0.1)(Fte), atol=1e-4)
+    # The encoder is the module's copy, unchanged with no epoch.
+    for a, bb in zip(enc.state_dict().values(), e.state_dict().values()):
+        assert torch.equal(a, bb)
+
+
+def test_finetune_selected_refit_records_both_models(digits_images):
+    from taskrel.features.finetune import finetune_selected
+
+    xtr, ytr, xte, yte = digits_images
+    kw = dict(lrs=(1e-3,), search_epochs=1, max_epochs=2, patience=1, batch_size=64,
+              device="cpu", probe_c="tuned")
+    a = finetune_selected(_cnn(), _pre, xtr[:300], ytr[:300], xte, yte, refit=True, **kw)
+    b = finetune_selected(_cnn(), _pre, xtr[:300], ytr[:300], xte, yte, refit=True, **kw)
+    sel = finetune_selected(_cnn(), _pre, xtr[:300], ytr[:300], xte, yte, **kw)
+    r = a.recipe
+    assert r["refit_rows"] == 300 and r["probe_c_used"] in (1e-4, 1e-3, 1e-2, 0.1, 1.0,
+                                                           10.0, 100.0)
+    assert a.test_accuracy == b.test_accuracy  # seeded
+    # The selected model is what refit=False measures; the refit one is another model.
+    assert r["test_accuracy_selected"] == pytest.approx(sel.test_accuracy)
+    assert "refit" not in sel.recipe and a.test_accuracy > 0.5
+    for bad, match in (({"probe_c": 0}, "`probe_c`"), ({"probe_c": "auto"}, "`probe_c`"),
+                       ({"refit": "yes"}, "`refit`")):
+        with pytest.raises(TaskrelInputError, match=match):
+            finetune_selected(_cnn(), _pre, xtr[:50], ytr[:50], xte, yte,
+                              **{**kw, **bad})
