@@ -142,6 +142,26 @@ def test_cli_extract_and_listings(tmp_path, capsys):
     assert "`name` must be one of" in capsys.readouterr().err
 
 
+def test_cli_extract_takes_an_encoder_spec(tmp_path, capsys, monkeypatch):
+    """`taskrel extract` reads NAME[key=value,...] as `rank --encoders` does: the spec's
+    options win over --image-size, and the default file name is the spec, sanitized."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["extract", "effnet_lite0_random[image_size=32,blocks=11]", "digits",
+               "--limit", "4", "--image-size", "64", "--no-cache", "--quiet",
+               "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    out = tmp_path / "effnet_lite0_random_image_size=32_blocks=11__digits.npz"
+    meta = json.loads(str(np.load(out)["meta"][0]))
+    assert meta["encoder"]["image_size"] == 32
+    direct = extract_task(load_encoder("effnet_lite0_random", image_size=32, blocks=11,
+                                       device="cpu"), "digits", limit=4, cache_dir=False,
+                          progress=False)
+    np.testing.assert_allclose(load_task(out).features, direct.features, rtol=1e-5,
+                               atol=1e-6)
+    assert main(["extract", "effnet_lite0_random[image_size]", "digits"]) == 2
+    assert "`ENCODER`" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_lite0_probe_beats_random_init_on_fashion_mnist():
     """Real evidence the packaged weights are real: same architecture, same 64 px

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from ..exceptions import TaskrelInputError
@@ -26,14 +27,18 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     except TaskrelInputError as exc:
         raise TaskrelInputError(f"`--device`: {exc}") from None
     _check_dataset(args.dataset)
-    out = args.out or f"{args.encoder.replace(':', '_').replace('/', '_')}__{args.dataset}.npz"
+    from ..features.encoders.specs import parse_encoder_spec
+
+    spec = parse_encoder_spec(args.encoder, what="ENCODER")  # NAME or NAME[key=value,...]
+    stem = re.sub(r"[^A-Za-z0-9._=-]+", "_", args.encoder).strip("_")
+    out = args.out or f"{stem}__{args.dataset}.npz"
     check_output_path(out, "--out")
     if args.cache_dir is not None and not args.no_cache:
         check_output_path(args.cache_dir, "--cache-dir", kind="dir")
     opts = encoder_from_json(args.encoder_options) if args.encoder_options else {}
     if args.image_size is not None:
         opts["image_size"] = args.image_size
-    enc = load_encoder(args.encoder, device=args.device, **opts)
+    enc = load_encoder(spec.name, device=args.device, **{**opts, **spec.options})
     task = extract_task(enc, args.dataset, split=args.split, limit=args.limit, out=out,
                         cache_dir=False if args.no_cache else args.cache_dir,
                         progress=not args.quiet, batch_size=args.batch_size)
@@ -95,7 +100,9 @@ def register(sub: Any) -> None:
                        description="Encode DATASET with ENCODER into a task file with "
                        "features, labels, test split, class names, source probabilities "
                        "and metadata. Features are cached and resumable.")
-    e.add_argument("encoder", help="encoder name (see `taskrel encoders`)")
+    e.add_argument("encoder", help="encoder name (see `taskrel encoders`) or spec "
+                   "NAME[key=value,...] as in `taskrel rank --encoders` (its options "
+                   "override --encoder-options and --image-size)")
     e.add_argument("dataset", help="dataset name (see `taskrel datasets`)")
     e.add_argument("--split", choices=("train", "test", "both"), default="both")
     e.add_argument("--limit", type=int, default=None, help="at most N rows per split")
