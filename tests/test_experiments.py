@@ -27,12 +27,12 @@ BASE = {"name": "toy", "reference": "digits", "targets": ["a", "b"],
 
 
 @pytest.mark.parametrize("suite, quick, expected", [
-    # enc x tgt x est x frac x seeds  +  truths at fraction 1, ground_truth.seeds = [0]:
-    # linear_probe and logreg on every target and the reference (tgt + 1), finetune on
-    # ground_truth.finetune_encoders x finetune_targets.
-    ("vision", False, 8 * 11 * 17 * 6 * 3 + 2 * 8 * 12 + 8 * 7),  # 17: + rankme, energy
-    ("vision", True, 3 * 3 * 3 * 2 * 1 + 2 * 3 * 3 + 3 * 1),
-    ("text", False, 4 * 5 * 17 * 6 * 3 + 2 * 4 * 6 + 2 * 6),
+    # enc x tgt x est x frac x seeds  +  truths at fraction 1, ground_truth.seeds = [0, 1,
+    # 2] ([quick]: [0]): linear_probe and logreg on every target and the reference
+    # (tgt + 1), finetune on ground_truth.finetune_encoders x finetune_targets.
+    ("vision", False, 8 * 11 * 17 * 6 * 3 + 3 * (2 * 8 * 12 + 8 * 7)),  # 17: + rankme,
+    ("vision", True, 3 * 3 * 3 * 2 * 1 + 2 * 3 * 3 + 3 * 1),           # energy
+    ("text", False, 4 * 5 * 17 * 6 * 3 + 3 * (2 * 4 * 6 + 2 * 6)),
     ("text", True, 3 * 2 * 3 * 2 * 1 + 2 * 3 * 2 + 1 * 1),
     # the first suites (issue 5): no logreg, no reference truths
     ("vision_v1", False, 5 * 11 * 9 * 6 * 3 + 5 * 11 * 1 * 1 + 5 * 11 * 1 * 1),
