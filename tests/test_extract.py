@@ -100,7 +100,11 @@ def test_interrupted_extraction_resumes(tmp_path, small_digits, lite0_32, monkey
     assert _chunks(t)["train"] == (2, 5)
     fresh = extract_task(lite0_32, small_digits, split="train", cache_dir=False,
                          progress=False)
-    np.testing.assert_allclose(t.features, fresh.features, rtol=0, atol=1e-5)
+    # Chunks of 7 and one batch of 30 run different convolution kernels (oneDNN picks
+    # by batch size and thread count): float32 rounding, bounded relative to the
+    # features' scale (measured with 1 thread: 1.3e-5 absolute, 3e-6 of the scale).
+    scale = float(np.abs(fresh.features).max())
+    np.testing.assert_allclose(t.features, fresh.features, rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_limit_and_bad_arguments(small_digits, lite0_32):
@@ -157,7 +161,7 @@ def test_cli_extract_takes_an_encoder_spec(tmp_path, capsys, monkeypatch):
                                        device="cpu"), "digits", limit=4, cache_dir=False,
                           progress=False)
     np.testing.assert_allclose(load_task(out).features, direct.features, rtol=1e-5,
-                               atol=1e-6)
+                               atol=1e-5 * float(np.abs(direct.features).max()))
     assert main(["extract", "effnet_lite0_random[image_size]", "digits"]) == 2
     assert "`ENCODER`" in capsys.readouterr().err
 
