@@ -175,3 +175,15 @@ def test_comparison_of_legacy_hashed_arrays():
     assert G.difference(got, want).startswith(".A.sum: ")
     got["A"]["shape"] = [1, 2]
     assert G.difference(got, want).startswith(".A.shape: ")
+
+
+def test_array_entries_are_compared_on_the_array_scale():
+    """A whole-stored numeric list tolerates rtol x its largest entry on every entry
+    (hand-made values: rtol 1e-6, atol 1e-9, largest entry 0.3 -> 3.01e-7), and a
+    larger move still fails; a list that is not all floats keeps the plain rule."""
+    want = [0.3, 1.6e-3, [0.1, -0.2]]
+    assert G.first_difference([0.3, 1.6e-3 + 2e-7, [0.1, -0.2]], want) is None
+    d = G.first_difference([0.3, 1.6e-3 + 4e-7, [0.1, -0.2]], want)
+    assert d is not None and d.startswith("[1]:")
+    assert G.first_difference([0.3, 1.6e-3, [0.1, -0.2 + 5e-7]], want) is not None
+    assert G.first_difference([0.3, 1.6e-3 + 2e-7, "x"], [0.3, 1.6e-3, "x"]) is not None
