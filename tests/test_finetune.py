@@ -216,6 +216,21 @@ def test_finetune_selected_refit_records_both_models(digits_images):
     # The selected model is what refit=False measures; the refit one is another model.
     assert r["test_accuracy_selected"] == pytest.approx(sel.test_accuracy)
     assert "refit" not in sel.recipe and a.test_accuracy > 0.5
+    # refit="probe" retrains only a probe that won on validation (best epoch 0); a
+    # fine-tuned winner is measured as selected.
+    # A rate too small to move anything keeps epoch 0: the probe refitted on all rows.
+    tiny = {**kw, "lrs": (1e-12,)}
+    p0 = finetune_selected(_cnn(), _pre, xtr[:300], ytr[:300], xte, yte, refit="probe",
+                           **tiny)
+    full = finetune_selected(_cnn(), _pre, xtr[:300], ytr[:300], xte, yte, refit=True,
+                             **tiny)
+    assert p0.recipe["best_epoch"] == 0 and p0.recipe["refitted"]
+    assert p0.test_accuracy == pytest.approx(full.test_accuracy)
+    p = finetune_selected(_cnn(), _pre, xtr[:300], ytr[:300], xte, yte, refit="probe",
+                          **kw)
+    assert p.recipe["refitted"] == (p.recipe["best_epoch"] == 0)
+    if p.recipe["best_epoch"] > 0:
+        assert p.test_accuracy == pytest.approx(sel.test_accuracy)
     for bad, match in (({"probe_c": 0}, "`probe_c`"), ({"probe_c": "auto"}, "`probe_c`"),
                        ({"refit": "yes"}, "`refit`")):
         with pytest.raises(TaskrelInputError, match=match):
