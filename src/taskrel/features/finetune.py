@@ -532,9 +532,7 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
 
     def warm() -> None:  # linear warm-up of every group's lr, then constant
         state["steps"] += 1
-        f = min(1.0, state["steps"] / n_warm) if n_warm else 1.0
-        for g, base in zip(opt.param_groups, (lr, lr * cfg["head_lr_mult"])):
-            g["lr"] = base * f
+        _warm_lr(opt, lr, cfg["head_lr_mult"], n_warm, state["steps"])
 
     for _ in range(epochs):
         tl = _epoch(enc, head, opt, pre, xtr, ytr, cfg["bs"], state["rng"], dev,
@@ -550,6 +548,15 @@ def _run_lr(module: nn.Module, pre: Any, data: tuple[Any, ...], K: int, lr: floa
         else:
             state["since_best"] += 1
     return state
+
+
+def _warm_lr(opt: torch.optim.Optimizer, lr: float, head_lr_mult: float, n_warm: int,
+             step: int) -> None:
+    """Set the encoder's and the head's rates for optimizer step ``step`` (1-based) of
+    a linear warm-up over ``n_warm`` steps (0: none), constant after it."""
+    f = min(1.0, step / n_warm) if n_warm else 1.0
+    for g, base in zip(opt.param_groups, (lr, lr * head_lr_mult)):
+        g["lr"] = base * f
 
 
 def _refit(module: nn.Module, pre: Any, x: Any, y: np.ndarray, K: int, lr: float,
@@ -573,9 +580,7 @@ def _refit(module: nn.Module, pre: Any, x: Any, y: np.ndarray, K: int, lr: float
 
     def warm() -> None:  # as _run_lr's: linear warm-up over the first epoch
         steps[0] += 1
-        f = min(1.0, steps[0] / n_warm)
-        for g, base in zip(opt.param_groups, (lr, lr * cfg["head_lr_mult"])):
-            g["lr"] = base * f
+        _warm_lr(opt, lr, cfg["head_lr_mult"], n_warm, steps[0])
 
     for _ in range(epochs):
         _epoch(enc, head, opt, pre, x, y, cfg["bs"], rng, dev, cfg["augment"], warm,
