@@ -768,7 +768,8 @@ def finetune_selected(
         tot_loss, correct = _evaluate(st["enc"], st["head"], pre, x_test, yte,
                                       eval_batch_size, dev)
         selected_acc = correct / len(yte)
-        if refit is True or (refit == "probe" and best_epoch == 0):
+        refitted = refit is True or (refit == "probe" and best_epoch == 0)
+        if refitted:
             torch.manual_seed(int(seed))
             enc_r, head_r = _refit(module, pre, x_train, y, K, best_lr, int(best_epoch),
                                    cfg, probe_c_used, probe_sd_floor, dev)
@@ -787,7 +788,7 @@ def finetune_selected(
                       "validation rows" if refit is True else
                       "the probe refitted on training + validation rows when it won "
                       "on validation (best epoch 0)"),
-            "refitted": bool(refit is True or best_epoch == 0), "refit_rows": int(y.size),
+            "refitted": refitted, "refit_rows": int(y.size),
             "test_accuracy_selected": selected_acc} if refit else {}),
         "search_epochs": int(search_epochs),
         "max_epochs": int(max_epochs), "patience": int(patience), "min_delta": float(min_delta),
