@@ -1,6 +1,6 @@
 """The summary tables of docs/results/README.md, from the committed views.json files.
 
-    python experiments/results_tables.py            # prints the markdown tables
+    python experiments/results_tables.py [--suites population]  # prints the markdown tables
 
 One table per suite: every estimator and the static ranker in the field's three views
 against the suite's tuned logistic probe and its end-to-end truth, with 95 % CIs, and
@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = (("vision", ("logreg_acc", "finetune_acc")), ("text", ("logreg_acc", "transfer_acc")))
+SUITES = (("vision", ("logreg_acc", "finetune_acc")), ("text", ("logreg_acc", "transfer_acc")),
+          ("population", ("logreg_acc", "finetune_acc")))
 
 
 def _ci(s: dict | None) -> str:
@@ -46,8 +47,15 @@ def table(suite: str, truths: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suites", default=",".join(s for s, _ in SUITES))
+    want = ap.parse_args(argv).suites.split(",")
     for suite, truths in SUITES:
+        if suite not in want:
+            continue
         print(f"#### {suite}\n")
         print(table(suite, truths))
     return 0
