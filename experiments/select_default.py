@@ -17,7 +17,10 @@ A candidate's score is view (i)'s weighted tau (``scipy.stats.weightedtau``, def
 per target, averaged over targets, then over the selection cells (suite, truth):
 ``SELECTION_CELLS``. The CI of the best candidates resamples targets within each suite
 (1000 resamples, seeded). A consensus is kept as the default only if it beats each of its
-members on that mean; otherwise the best single estimator is the default. Writes
+members on that mean; otherwise the best single estimator is the default. The measured
+best replaces `taskrel rank`'s current default (``ranking.DEFAULT_ESTIMATORS`` /
+``DEFAULT_LABEL_FREE``) only when the paired bootstrap CI of their difference is above 0;
+a difference inside the noise keeps the current default. Writes
 ``docs/results/default_selection.csv`` (every candidate) and ``.md`` (the top rows, the
 verdict and the numbers the README quotes).
 """
@@ -141,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                          **{f"{s}_{t}": means[s, t] for s, t in SELECTION_CELLS}})
     rows.sort(key=lambda r: (r["mode"], -np.nan_to_num(r["mean_view_i"], nan=-9)))
 
-    def boot(mode: str, c: tuple[str, ...]) -> tuple[float, float]:
-        """CI of the mean over cells: targets resampled within each suite (the same
-        resampled targets for both truths of a suite)."""
+    def boot(mode: str, c: tuple[str, ...]) -> np.ndarray:
+        """Bootstrap draws of the mean over cells: targets resampled within each suite
+        (the same resampled targets for both truths of a suite, and for every
+        candidate, so two candidates' draws are paired)."""
         draws = np.zeros(a.n_boot)
         by_suite = defaultdict(list)
         for (s, t), v in taus[mode, c].items():
@@ -155,19 +159,50 @@ def main(argv: list[str] | None = None) -> int:
             for v in vs:
                 with np.errstate(invalid="ignore"):
                     draws += np.nanmean(v[idx], axis=1) / n_cells
+        return draws
+
+    def ci(draws: np.ndarray) -> tuple[float, float]:
         lo, hi = np.percentile(draws, [2.5, 97.5])
         return float(lo), float(hi)
 
-    verdict = {}
+    from taskrel.ranking import DEFAULT_ESTIMATORS, DEFAULT_LABEL_FREE
+
+    # rank's current defaults, as candidate names (label-free task-relatedness is the
+    # registry's task_relatedness_unlabeled)
+    incumbent = {"labelled": "+".join(sorted(DEFAULT_ESTIMATORS)),
+                 "label-free": "+".join(sorted(
+                     "task_relatedness_unlabeled" if e == "task_relatedness" else e
+                     for e in DEFAULT_LABEL_FREE))}
+    verdict, changes = {}, {}
     for mode in pools:
         mine = [r for r in rows if r["mode"] == mode and r["voters"] != "static_ranker"]
+        by_voters = {r["voters"]: r for r in mine}
         for r in mine[:a.top]:
-            r["ci_low"], r["ci_high"] = boot(mode, tuple(r["voters"].split("+")))
+            r["ci_low"], r["ci_high"] = ci(boot(mode, tuple(r["voters"].split("+"))))
         singles = {r["voters"]: r["mean_view_i"] for r in mine if r["size"] == 1}
-        best = mine[0]
-        members = best["voters"].split("+")
-        if len(members) > 1 and not all(best["mean_view_i"] > singles[m] for m in members):
-            best = max((r for r in mine if r["size"] == 1), key=lambda r: r["mean_view_i"])
+
+        def valid(r: dict) -> bool:  # a consensus must beat each of its members
+            ms = r["voters"].split("+")
+            return len(ms) == 1 or all(r["mean_view_i"] > singles[m] for m in ms)
+
+        best = mine[0] if valid(mine[0]) else max(
+            (r for r in mine if r["size"] == 1), key=lambda r: r["mean_view_i"])
+        # The measured best replaces rank's current default only when it is better on
+        # the paired bootstrap (CI of the difference above 0): a difference inside the
+        # noise of 5-12 targets per suite is no reason to change what users get.
+        inc = by_voters.get(incumbent[mode])
+        change = {"best": best["voters"], "incumbent": incumbent[mode]}
+        if inc is not None and inc is not best and valid(inc):
+            d = boot(mode, tuple(best["voters"].split("+"))) - boot(
+                mode, tuple(inc["voters"].split("+")))
+            change["diff"] = best["mean_view_i"] - inc["mean_view_i"]
+            change["diff_ci"] = ci(d)
+            if change["diff_ci"][0] <= 0:
+                best = inc
+                inc.setdefault("ci_low", ci(boot(mode, tuple(inc["voters"].split("+"))))[0])
+                inc.setdefault("ci_high", ci(boot(mode, tuple(inc["voters"].split("+"))))[1])
+        change["default"] = best["voters"]
+        changes[mode] = change
         verdict[mode] = best
     # The winner of ~600 candidates is picked on the same numbers it is scored on, so
     # its score is optimistic. Out of suite: pick on the other suites, score on the held-out one.
@@ -205,11 +240,24 @@ def main(argv: list[str] | None = None) -> int:
           f"ranker (ignores the target) scores {static['mean_view_i']:.3f} on the same "
           "mean.", ""]
     for mode in pools:
-        v = verdict[mode]
+        v, ch = verdict[mode], changes[mode]
+        if ch["best"] == ch["incumbent"]:
+            why = "the measured best is rank's current default."
+        elif "diff_ci" in ch:
+            lo, hi = ch["diff_ci"]
+            why = (f"measured best **{ch['best']}**, rank's current default "
+                   f"**{ch['incumbent']}**; difference {ch['diff']:+.3f} "
+                   f"[{lo:.3f}, {hi:.3f}] (paired bootstrap over targets): "
+                   + ("above 0, so the default changes to the best." if lo > 0 else
+                      "not above 0, so the current default stays."))
+        else:
+            why = (f"rank's current default **{ch['incumbent']}** is not a valid "
+                   "candidate (a consensus that does not beat each member), so the best "
+                   "replaces it.")
         md += [f"## {mode}", "",
                f"Default: **{v['voters']}** (mean {v['mean_view_i']:.3f}"
                + (f", CI [{v['ci_low']:.2f}, {v['ci_high']:.2f}]" if "ci_low" in v else "")
-               + ").", "",
+               + f"). Rule: {why}", "",
                "| voters | mean | CI | " + " | ".join(f"{s} {t}" for s, t in SELECTION_CELLS)
                + " |", "|---|---|---|" + "---|" * len(SELECTION_CELLS)]
         shown = [r for r in rows if r["mode"] == mode][:a.top]
@@ -229,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     md += [f"| {h['mode']} | {h['picked_on']} | {h['voters']} | {h['score_held_out']:.3f} "
            f"({h['held_out_suite']}) | {h['default_held_out']:.3f} |" for h in held_out]
     atomic_write_text(out / "default_selection.md", "\n".join(md) + "\n")
-    print(json.dumps({m: {"voters": v["voters"], "mean_view_i": v["mean_view_i"]}
-                      for m, v in verdict.items()}, indent=1))
+    print(json.dumps({m: {"voters": v["voters"], "mean_view_i": v["mean_view_i"],
+                          **changes[m]} for m, v in verdict.items()}, indent=1))
     print(f"static ranker: {static['mean_view_i']:.3f}")
     return 0
 
