@@ -13,6 +13,7 @@ import pytest
 
 from taskrel import TaskrelInputError
 from taskrel.features import datasets as D
+from taskrel.features import image_folder as F
 
 # name -> (n_train, n_test, n_classes)
 COUNTS = {
@@ -135,17 +136,17 @@ def test_from_image_folder(tmp_path):
             _png(tmp_path / c / f"{i}.png", rng.integers(0, 255, (6, 6), dtype=np.uint8))
     (tmp_path / "dog" / "broken.png").write_bytes(b"not an image")
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        ds = D.from_image_folder(tmp_path, test_fraction=0.4)
+        ds = F.from_image_folder(tmp_path, test_fraction=0.4)
     assert ds.class_names == ("cat", "dog") and ds.meta["skipped"] == 1
     assert len(ds.y_train) + len(ds.y_test) == 10 and ds.x_train.shape[1:] == (6, 6)
     _png(tmp_path / "cat" / "big.png", np.zeros((9, 9), np.uint8))
     with pytest.raises(TaskrelInputError, match="mixed sizes"):
-        D.from_image_folder(tmp_path)
+        F.from_image_folder(tmp_path)
     with pytest.warns(UserWarning):
-        assert D.from_image_folder(tmp_path, size=8).x_train.shape[1:] == (8, 8)
+        assert F.from_image_folder(tmp_path, size=8).x_train.shape[1:] == (8, 8)
     (tmp_path / "empty").mkdir()
     with pytest.raises(TaskrelInputError, match="no readable images"):
-        D.from_image_folder(tmp_path, size=8)
+        F.from_image_folder(tmp_path, size=8)
 
 
 def test_from_table_csv_and_parquet(tmp_path):

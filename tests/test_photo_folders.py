@@ -14,6 +14,7 @@ import pytest
 
 from taskrel.exceptions import TaskrelInputError
 from taskrel.features import datasets as D
+from taskrel.features import image_folder as F
 from taskrel.ranking import resolve_target
 
 # (W, H) of the photos; shorter sides 30, 48, 64, 40, 72, 56 -> median 52.
@@ -62,9 +63,9 @@ def test_mixed_size_photos_load_without_options(tmp_path):
         assert np.allclose(x[y == k].mean(axis=(0, 1, 2)), rgb, atol=8)
     # The Python API does the same with size="auto"; without it mixed sizes are an
     # error that now names the option.
-    assert D.from_image_folder(root, size="auto").x_train.shape[1:] == (52, 52, 3)
+    assert F.from_image_folder(root, size="auto").x_train.shape[1:] == (52, 52, 3)
     with pytest.raises(TaskrelInputError, match="size='auto'"):
-        D.from_image_folder(root)
+        F.from_image_folder(root)
 
 
 def test_large_photos_are_capped_at_256_and_center_cropped(tmp_path):
@@ -76,7 +77,7 @@ def test_large_photos_are_capped_at_256_and_center_cropped(tmp_path):
         Image.fromarray(a).save(p.with_suffix(".jpg"), quality=95)
 
     root = _two_class_folder(tmp_path / "big", save)
-    ds = D.from_image_folder(root, size="auto")
+    ds = F.from_image_folder(root, size="auto")
     x = _all_images(ds)
     assert x.shape == (6, 256, 256)
     # 900x600 -> 384x256, crop columns 64..320: white at 128..256 of the original scale
@@ -87,7 +88,7 @@ def test_large_photos_are_capped_at_256_and_center_cropped(tmp_path):
         tmp_path / "small",
         lambda p, i: Image.fromarray(np.full((20, 30), 10 * i, np.uint8)).save(
             p.with_suffix(".png")))
-    assert _all_images(D.from_image_folder(small, size="auto")).shape == (6, 20, 30)
+    assert _all_images(F.from_image_folder(small, size="auto")).shape == (6, 20, 30)
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -101,12 +102,12 @@ def test_exif_orientation_is_applied(tmp_path):
         Image.fromarray(a).save(p.with_suffix(".jpg"), exif=exif, quality=95)
 
     root = _two_class_folder(tmp_path / "exif", save)
-    x = _all_images(D.from_image_folder(root)).astype(float)
+    x = _all_images(F.from_image_folder(root)).astype(float)
     assert x.shape == (6, 40, 20)  # portrait as displayed, not the stored landscape
     assert x[:, :15].mean() < 30 and x[:, 25:].mean() > 225  # left -> top
     # Mixed with unrotated images of the displayed size, they are one size.
     Image.fromarray(np.zeros((40, 20), np.uint8)).save(root / "a" / "plain.png")
-    assert _all_images(D.from_image_folder(root)).shape == (7, 40, 20)
+    assert _all_images(F.from_image_folder(root)).shape == (7, 40, 20)
 
 
 def test_16_bit_grey_keeps_its_gradient(tmp_path):
@@ -142,7 +143,7 @@ def test_other_16_bit_layouts_are_divided_by_257(tmp_path, mode):
     root = _two_class_folder(tmp_path / mode.replace(";", "_"), save)
     with Image.open(root / "a" / "0.tif") as im:
         assert im.mode.startswith("I")
-    assert _all_images(D.from_image_folder(root)).tolist() == [[[0, 1, 128, 255]]] * 6
+    assert _all_images(F.from_image_folder(root)).tolist() == [[[0, 1, 128, 255]]] * 6
 
 
 def test_float_and_wide_int_images_use_their_range(tmp_path):
@@ -153,7 +154,7 @@ def test_float_and_wide_int_images_use_their_range(tmp_path):
         tmp_path / "float",
         lambda p, i: Image.fromarray(np.linspace(0, 1, 12, dtype=np.float32).reshape(
             3, 4)).save(p.with_suffix(".tif")))
-    x = _all_images(D.from_image_folder(root))
+    x = _all_images(F.from_image_folder(root))
     assert x.shape == (6, 3, 4) and x.min() == 0 and x.max() == 255
     assert len(np.unique(x)) == 12
     # An int range beyond 0..65535 is stretched from the image's own min/max.
@@ -181,7 +182,7 @@ def test_transparency_is_composited_on_white(tmp_path):
     for i in range(3):  # class b: RGBA
         (root / "b" / f"{i}.png").unlink()
         Image.fromarray(rgba, "RGBA").save(root / "b" / f"{i}.png")
-    ds = D.from_image_folder(root, test_fraction=0.5)
+    ds = F.from_image_folder(root, test_fraction=0.5)
     x, y = _all_images(ds), np.concatenate([ds.y_train, ds.y_test])
     assert x.shape == (6, 6, 6, 3)
     for p_img in x[y == 0]:  # transparent index -> white; opaque blue stays blue
@@ -198,7 +199,7 @@ def test_bad_size_is_a_clear_error(tmp_path):
     root = _photo_folder(tmp_path / "photos")
     for bad in ("big", 0, (8,), -3):
         with pytest.raises(TaskrelInputError, match="`size` must be None, 'auto'"):
-            D.from_image_folder(root, size=bad)
+            F.from_image_folder(root, size=bad)
 
 
 def test_rank_runs_on_a_photo_folder(tmp_path, monkeypatch):
@@ -247,13 +248,13 @@ def test_limit_decodes_only_the_rows_extraction_uses(tmp_path, monkeypatch, spli
     from taskrel.features.extract import selected_rows
 
     root = _varied_folder(tmp_path / "f", {"a": 30, "b": 7, "c": 12}, split)
-    full = D.from_image_folder(root, size="auto")
+    full = F.from_image_folder(root, size="auto")
     decoded = []
-    real = D._read_image
-    monkeypatch.setattr(D, "_read_image",
+    real = F._read_image
+    monkeypatch.setattr(F, "_read_image",
                         lambda f, *a: decoded.append(f) or real(f, *a))
     limit = 9
-    capped = D.from_image_folder(root, size="auto", limit=limit)
+    capped = F.from_image_folder(root, size="auto", limit=limit)
     assert len(decoded) == len(capped.y_train) + len(capped.y_test)
     assert len(capped.y_train) == limit and len(capped.y_test) <= limit
     assert capped.class_names == full.class_names
@@ -270,7 +271,7 @@ def test_limit_decodes_only_the_rows_extraction_uses(tmp_path, monkeypatch, spli
         np.testing.assert_array_equal(selected_rows(capped, s, limit),
                                       np.arange(len(y_cap)))
     # A limit above the folder's size reads everything, as without one.
-    big = D.from_image_folder(root, size="auto", limit=10_000)
+    big = F.from_image_folder(root, size="auto", limit=10_000)
     np.testing.assert_array_equal(big.x_train, full.x_train)
     np.testing.assert_array_equal(big.y_test, full.y_test)
 
@@ -279,23 +280,23 @@ def test_limit_counts_unreadable_files_and_checks_its_argument(tmp_path):
     root = _varied_folder(tmp_path / "f", {"a": 6, "b": 6})
     (root / "a" / "broken.jpg").write_bytes(b"not an image")
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        ds = D.from_image_folder(root, size="auto", limit=4)
+        ds = F.from_image_folder(root, size="auto", limit=4)
     assert ds.meta["skipped"] == 1 and len(ds.y_train) == 4
     with pytest.raises(TaskrelInputError, match="has 1 unreadable image file"):
         resolve_target(str(root), limit=4)
     for bad in (0, -1, 2.5, True, "10"):
         with pytest.raises(TaskrelInputError, match="`limit` must be None or a positive"):
-            D.from_image_folder(root, size="auto", limit=bad)
+            F.from_image_folder(root, size="auto", limit=bad)
 
 
 def test_more_classes_than_rows_keeps_every_class_name(tmp_path):
     root = _varied_folder(tmp_path / "f", {c: 4 for c in "abcdef"})
-    ds = D.from_image_folder(root, size="auto", limit=3)
+    ds = F.from_image_folder(root, size="auto", limit=3)
     assert ds.class_names == tuple("abcdef") and len(ds.y_train) == 3
     # 24 photos in 6 classes cannot be stratified at 0.2 by scikit-learn (5 test rows
     # < 6 classes): each class gives round(0.2 * 4) = 1 test row instead.
     assert ds.meta["files"] == {"train": 18, "test": 6}
-    full = D.from_image_folder(root, size="auto")
+    full = F.from_image_folder(root, size="auto")
     assert sorted(full.y_test.tolist()) == list(range(6)) and len(ds.y_test) == 3
 
 
@@ -309,10 +310,10 @@ def test_rank_on_a_folder_decodes_only_the_capped_rows(tmp_path, monkeypatch):
     kw = dict(encoders=["effnet_lite0_random"], reference="digits", image_size=32,
               max_reference=60, max_target=20, device="cpu", progress=False,
               estimators=("knn_accuracy", "h_score"), cache_dir=False)
-    whole = rank(D.from_image_folder(root, size="auto"), **kw)
+    whole = rank(F.from_image_folder(root, size="auto"), **kw)
     decoded = []
-    real = D._read_image
-    monkeypatch.setattr(D, "_read_image",
+    real = F._read_image
+    monkeypatch.setattr(F, "_read_image",
                         lambda f, *a: decoded.append(f) or real(f, *a))
     folder = rank(str(root), **kw)
     assert 20 <= len(decoded) <= 40  # 20 training rows and at most 20 test rows

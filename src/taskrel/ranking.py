@@ -227,7 +227,8 @@ def resolve_target(target: Any, *, text_col: str = "text", label_col: str = "lab
 def _dataset_from_path(spec: Any, text_col: str, label_col: str, skip_unreadable: bool,
                        names: list[str], load: Any, what: str,
                        limit: int | None = None) -> Any:
-    from .features.datasets import from_image_folder, from_table
+    from .features.datasets import from_table
+    from .features.image_folder import from_image_folder
 
     p = Path(spec)
     if p.is_dir():
