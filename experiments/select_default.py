@@ -193,14 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         inc = by_voters.get(incumbent[mode])
         change = {"best": best["voters"], "incumbent": incumbent[mode]}
         if inc is not None and inc is not best and valid(inc):
-            d = boot(mode, tuple(best["voters"].split("+"))) - boot(
-                mode, tuple(inc["voters"].split("+")))
+            inc_draws = boot(mode, tuple(inc["voters"].split("+")))
+            d = boot(mode, tuple(best["voters"].split("+"))) - inc_draws
             change["diff"] = best["mean_view_i"] - inc["mean_view_i"]
             change["diff_ci"] = ci(d)
             if change["diff_ci"][0] <= 0:
                 best = inc
-                inc.setdefault("ci_low", ci(boot(mode, tuple(inc["voters"].split("+"))))[0])
-                inc.setdefault("ci_high", ci(boot(mode, tuple(inc["voters"].split("+"))))[1])
+                inc["ci_low"], inc["ci_high"] = ci(inc_draws)
         change["default"] = best["voters"]
         changes[mode] = change
         verdict[mode] = best
