@@ -42,7 +42,10 @@ def _rng(xs) -> list[float] | None:
 
 
 def _lw(e) -> float:
-    return e["lipschitz"] * e["distribution_mismatch"]
+    """Lipschitz x W1 of one run, as the ablation's reports read it."""
+    from taskrel.experiments.ablation import REPORTS
+
+    return REPORTS["lipschitz_w1"](e, 0)  # K_T is not read by this report
 
 
 def suite_findings(name: str) -> dict:
@@ -116,8 +119,10 @@ def suite_findings(name: str) -> dict:
                                                           "min": min(rho)}
 
     # 4. the transport step: realised cost against its worst case L x W1
-    tr = [(e["transformed_loss"] - e["reweighted_reference_loss"] - e["label_mismatch"])
-          / _lw(e) for e in auto.values() if e.get("transformed_loss") is not None]
+    from taskrel.experiments.ablation import REPORTS
+
+    cost = {c: REPORTS["transport_cost"](e, K[c[1]]) for c, e in auto.items()}
+    tr = [cost[c] / _lw(auto[c]) for c in auto if cost[c] is not None]
     f["transport"] = {
         "realised_over_worst_case_median": _med(tr),
         "transformed_loss_below_log_K_T": sum(e["transformed_loss"] < math.log(K[c[1]])
@@ -146,10 +151,6 @@ def suite_findings(name: str) -> dict:
                     "D_mass_on_union_half": float(sum(e["D"][K_ref:]))})
     f["union"] = {"target": union_name, "per_encoder": per}
 
-    # 8. label-free runs without a value (pseudo-labels found fewer than 2 classes)
-    f["no_value"] = {run: {"cells_without_value": n, "cells": tot}
-                     for run, (n, tot) in sorted(not_applicable.items()) if n}
-
     # 7. the paper recipe
     pr = runs.get("recipe=paper", {}).values()
     if pr:
@@ -166,6 +167,10 @@ def suite_findings(name: str) -> dict:
                 e["lipschitz"] / e["lipschitz_reference_coords"] for e in pr)}
         f["fast_condition_number_median_same_cells"] = _med(
             auto[c]["condition_number"] for c in runs["recipe=paper"])
+
+    # 8. label-free runs without a value (pseudo-labels found fewer than 2 classes)
+    f["no_value"] = {run: {"cells_without_value": n, "cells": tot}
+                     for run, (n, tot) in sorted(not_applicable.items()) if n}
     return f
 
 
