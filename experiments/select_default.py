@@ -113,12 +113,45 @@ def per_target_tau(E: np.ndarray, T: np.ndarray) -> np.ndarray:
     return _per_target(E, T)[0]["weighted_tau"]
 
 
+def valid(r: dict, singles: dict[str, float]) -> bool:
+    """A consensus must beat each of its members on the mean (a single always counts)."""
+    ms = r["voters"].split("+")
+    return len(ms) == 1 or all(r["mean_view_i"] > singles[m] for m in ms)
+
+
+def decide(mine: list[dict], incumbent: str, boot, ci) -> tuple[dict, dict]:
+    """The default of one mode from its candidate rows (``mine``, best mean first):
+    the best *valid* candidate (:func:`valid`), which replaces ``incumbent`` (rank's
+    current default, as ``+``-joined voters) only when the paired bootstrap CI of
+    their difference is above 0. ``boot(voters)`` gives a candidate's paired draws,
+    ``ci(draws)`` their 95 % interval. Returns the chosen row and the change record."""
+    singles = {r["voters"]: r["mean_view_i"] for r in mine if r["size"] == 1}
+    best = max((r for r in mine if valid(r, singles)),
+               key=lambda r: np.nan_to_num(r["mean_view_i"], nan=-9))
+    # The measured best replaces rank's current default only when it is better on
+    # the paired bootstrap (CI of the difference above 0): a difference inside the
+    # noise of 5-12 targets per suite is no reason to change what users get.
+    inc = next((r for r in mine if r["voters"] == incumbent), None)
+    change: dict = {"best": best["voters"], "incumbent": incumbent}
+    if inc is not None and inc is not best and valid(inc, singles):
+        inc_draws = boot(inc["voters"])
+        change["diff"] = best["mean_view_i"] - inc["mean_view_i"]
+        change["diff_ci"] = ci(boot(best["voters"]) - inc_draws)
+        if change["diff_ci"][0] <= 0:
+            best = inc
+            inc["ci_low"], inc["ci_high"] = ci(inc_draws)
+    change["default"] = best["voters"]
+    return best, change
+
+
 def main(argv: list[str] | None = None) -> int:
     from taskrel.experiments.views import _static, label_free
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--top", type=int, default=15, help="rows in the markdown tables")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results",
+                    help="folder of default_selection.csv/.md (default docs/results)")
     a = ap.parse_args(argv)
     data = {s: load(s) for s in {s for s, _ in SELECTION_CELLS}}
     common = set.intersection(*(set(d[0]) for d in data.values()))
@@ -176,33 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     verdict, changes = {}, {}
     for mode in pools:
         mine = [r for r in rows if r["mode"] == mode and r["voters"] != "static_ranker"]
-        by_voters = {r["voters"]: r for r in mine}
         for r in mine[:a.top]:
             r["ci_low"], r["ci_high"] = ci(boot(mode, tuple(r["voters"].split("+"))))
-        singles = {r["voters"]: r["mean_view_i"] for r in mine if r["size"] == 1}
-
-        def valid(r: dict) -> bool:  # a consensus must beat each of its members
-            ms = r["voters"].split("+")
-            return len(ms) == 1 or all(r["mean_view_i"] > singles[m] for m in ms)
-
-        best = mine[0] if valid(mine[0]) else max(
-            (r for r in mine if r["size"] == 1), key=lambda r: r["mean_view_i"])
-        # The measured best replaces rank's current default only when it is better on
-        # the paired bootstrap (CI of the difference above 0): a difference inside the
-        # noise of 5-12 targets per suite is no reason to change what users get.
-        inc = by_voters.get(incumbent[mode])
-        change = {"best": best["voters"], "incumbent": incumbent[mode]}
-        if inc is not None and inc is not best and valid(inc):
-            inc_draws = boot(mode, tuple(inc["voters"].split("+")))
-            d = boot(mode, tuple(best["voters"].split("+"))) - inc_draws
-            change["diff"] = best["mean_view_i"] - inc["mean_view_i"]
-            change["diff_ci"] = ci(d)
-            if change["diff_ci"][0] <= 0:
-                best = inc
-                inc["ci_low"], inc["ci_high"] = ci(inc_draws)
-        change["default"] = best["voters"]
-        changes[mode] = change
-        verdict[mode] = best
+        verdict[mode], changes[mode] = decide(
+            mine, incumbent[mode], lambda v, m=mode: boot(m, tuple(v.split("+"))), ci)
     # The winner of ~600 candidates is picked on the same numbers it is scored on, so
     # its score is optimistic. Out of suite: pick on the other suites, score on the held-out one.
     suites = sorted({s for s, _ in SELECTION_CELLS})
@@ -223,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             *[f"{s}_{t}" for s, t in SELECTION_CELLS]]
     from taskrel._internal.serialize import atomic_write_text, csv_text
 
-    out = ROOT / "docs" / "results"
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "default_selection.csv",
                       csv_text([{k: r.get(k) for k in cols} for r in rows], cols))
     static = next(r for r in rows if r["voters"] == "static_ranker")
