@@ -159,3 +159,45 @@ def test_quick_run_resumes_without_recomputing(quick):
         after = con.execute("select * from cells order by encoder, target, estimator, "
                             "seed").fetchall()
     assert after == before
+
+
+def test_hardness_script_convergence_counts_fine_tuning_against_the_same_seeds_probe():
+    # experiments/population_hardness.py's convergence check on hand-made rows: per seed,
+    # fine-tuning minus the tuned probe of the same (encoder, target, seed). Seed 0:
+    # gaps +0.05, 0 (refitted), -0.02 -> 1 above, 1 equal, 1 more than 0.01 below,
+    # median 0, worst -0.02 on (b, t2). Seed 1: one cell, +0.01. A probe of another seed,
+    # the reference target and a fraction < 1 are not paired.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "population_hardness.py"
+    spec = importlib.util.spec_from_file_location("population_hardness", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(enc, tgt, seed, est, value, **recipe):
+        return {"encoder": enc, "target": tgt, "seed": seed, "estimator": est,
+                "fraction": 1.0, "value": value, "extra": {"recipe": recipe}}
+
+    rows = [row("a", "t1", 0, "logreg", 0.80), row("a", "t1", 0, "finetune", 0.85,
+                                                    converged=True, best_epoch=4),
+            row("a", "t2", 0, "logreg", 0.70), row("a", "t2", 0, "finetune", 0.70,
+                                                    converged=True, best_epoch=0,
+                                                    refitted=True),
+            row("b", "t2", 0, "logreg", 0.90), row("b", "t2", 0, "finetune", 0.88,
+                                                    converged=False, best_epoch=2),
+            row("a", "t1", 1, "logreg", 0.80), row("a", "t1", 1, "finetune", 0.81,
+                                                    converged=True, best_epoch=1),
+            row("b", "t1", 1, "finetune", 0.50),  # its probe is seed 2's: unpaired
+            row("b", "t1", 2, "logreg", 0.90),
+            row("a", "reference", 0, "logreg", 0.1), row("a", "reference", 0, "finetune", 0.9),
+            {**row("a", "t1", 0, "finetune", 0.1), "fraction": 0.5}]
+    c = mod.convergence(rows)
+    assert sorted(c) == ["0", "1", "all"]
+    s0 = c["0"]
+    assert (s0["cells"], s0["above"], s0["equal"], s0["below_by_more_than_0.01"]) == (3, 1, 1, 1)
+    assert s0["median_gap"] == pytest.approx(0.0)
+    assert s0["worst_gap"] == pytest.approx(-0.02) and s0["worst_cell"] == ["b", "t2"]
+    assert (s0["refitted"], s0["converged"], s0["best_epoch_0"]) == (1, 2, 1)
+    assert c["1"]["cells"] == 1 and c["1"]["median_gap"] == pytest.approx(0.01)
+    assert c["all"]["cells"] == 4 and c["all"]["above"] == 2
