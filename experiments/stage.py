@@ -12,7 +12,9 @@ Cells are keyed with their digest (:mod:`taskrel.experiments.digest`) and claime
 `taskrel reproduce`: a cell whose options changed is recomputed, and two stages started on
 one store never compute a cell twice. `--only KEY=V1,V2` keeps the cells whose field KEY (encoder, target, fraction, seed,
 estimator) is one of the values; repeat it to intersect. `--max-minutes` stops taking
-new cells after that long (cells already running finish and are written). Features are
+new cells after that long (cells already running finish and are written). `--no-wait`
+leaves the cells another live stage has claimed to it instead of waiting for them, so a
+worker that chains stages moves on rather than idling a core. Features are
 extracted first for the units the stage needs. Prints the counts and the seconds of each
 computed cell's estimator (median), so the next stage can be sized.
 """
@@ -47,6 +49,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--no-wait", action="store_true",
+                    help="leave cells another live stage has claimed to it (no idle wait)")
     a = ap.parse_args()
 
     import torch
@@ -87,17 +91,19 @@ def main() -> None:
         tgts = {c.target for c in todo}
         prep = prepare_features(_only_encoders(config, encs, tgts), "local", progress=True)
         print(f"features: {prep['units']} sets in {prep['seconds']:.0f} s", flush=True)
-        done = 0
+        done = left = 0
         for chunk in _chunks(todo, 8):
             if deadline is not None and time.time() > deadline:
                 print("stage: --max-minutes reached; rerun to continue", flush=True)
                 break
             rep = run_grid(chunk, make_cell_fn(config), store, executor="local",
-                           progress=False, digest=digest)
+                           progress=False, digest=digest, wait=not a.no_wait)
             done += rep.computed
+            left += rep.left_to_others
             for cell, msg in rep.failed:
                 print(f"FAILED {cell}: {msg}", flush=True)
-            print(f"stage: {done}/{len(todo)} computed", flush=True)
+            print(f"stage: {done}/{len(todo)} computed"
+                  + (f", {left} left to another live stage" if left else ""), flush=True)
         ests = {c.estimator for c in cells}
         secs = defaultdict(list)
         for r in store.query():

@@ -284,6 +284,40 @@ def test_a_cell_claimed_by_a_live_run_is_waited_for_not_recomputed(tmp_path):
         assert st.get(cells[0])["value"] == 7.0 and st.claims() == []
 
 
+
+def test_wait_false_leaves_a_live_runs_cell_to_it(tmp_path):
+    db = tmp_path / "nw.sqlite"
+    cells = [Cell("e", "r", f"t{i}", 1.0, 0, "x") for i in range(3)]
+    ResultsStore(db).close()
+    release = threading.Event()
+    claimed = threading.Event()
+
+    def other_run():  # holds cells[1] until this run has returned
+        with ResultsStore(db) as other:
+            assert other.claim(cells[1], "d") == "claimed"
+            claimed.set()
+            assert release.wait(30)
+            other.put(cells[1], 7.0, digest="d")
+
+    t = threading.Thread(target=other_run)
+    t.start()
+    assert claimed.wait(30)
+    computed = []
+    with ResultsStore(db) as st:
+        t0 = time.perf_counter()
+        rep = run_grid(cells, lambda c: computed.append(c) or 1.0, st, progress=False,
+                       digest=lambda c: "d", wait=False)
+        returned_in = time.perf_counter() - t0
+        release.set()
+        t.join()
+        assert computed == [cells[0], cells[2]]
+        assert (rep.computed, rep.left_to_others, rep.by_others) == (2, 1, 0)
+        assert returned_in < 20  # did not wait for the other run (it waits up to 30 s)
+        # the other run's cell is its own; this run left no claim behind
+        assert st.get(cells[1])["value"] == 7.0 and st.claims() == []
+    with ResultsStore(db) as st, pytest.raises(TaskrelInputError, match="`wait` must"):
+        run_grid(cells, lambda c: 1.0, st, progress=False, wait="no")
+
 _CONCURRENT = textwrap.dedent("""
     import json, os, sys, time
     from taskrel.experiments.store import Cell, ResultsStore

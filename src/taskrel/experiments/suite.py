@@ -465,7 +465,8 @@ class GridReport:
     (before the run, or written meanwhile by a concurrent run: ``by_others`` of
     them); ``stale`` the rows replaced because their digest differed (part of
     ``computed`` when they succeeded); ``legacy`` the rows kept although they have
-    no digest to compare (part of ``skipped``).
+    no digest to compare (part of ``skipped``); ``left_to_others`` the cells a live
+    concurrent run had claimed and this run did not wait for (``wait=False``).
     """
 
     total: int
@@ -476,6 +477,7 @@ class GridReport:
     stale: int = 0
     legacy: int = 0
     by_others: int = 0
+    left_to_others: int = 0
 
     @property
     def ok(self) -> bool:
@@ -523,6 +525,7 @@ def run_grid(
     progress: bool = True,
     executor_options: Mapping[str, Any] | None = None,
     digest: Callable[[Cell], str | None] | None = None,
+    wait: bool = True,
 ) -> GridReport:
     """Compute the cells the store lacks (or holds with another digest) and write
     each result as it arrives.
@@ -548,6 +551,11 @@ def run_grid(
         cell's value (for a suite: :func:`taskrel.experiments.digest.suite_digest`);
         it is stored with the row, and a row whose digest differs is recomputed and
         replaced. Without it any existing row counts as done.
+    wait : bool
+        Wait for the cells another live run has claimed (default), so that the call
+        returns with every cell stored. ``False`` leaves them to that run and returns
+        when this run has nothing left to claim (``left_to_others`` counts them): for
+        workers that go on to other grids instead of idling on a cell in progress.
 
     Returns
     -------
@@ -559,8 +567,8 @@ def run_grid(
     -----
     Several processes may run the same grid on one store at once: each claims a
     cell before computing it (:meth:`ResultsStore.claim`), so no cell is computed
-    twice; cells claimed by another live run are waited for, and taken over if that
-    run dies. Rows without a digest (older stores) are kept, with a warning.
+    twice; cells claimed by another live run are waited for (unless ``wait=False``),
+    and taken over if that run dies. Rows without a digest (older stores) are kept, with a warning.
     """
     if not isinstance(store, ResultsStore):
         raise TaskrelInputError(f"`store` must be a ResultsStore; got {type(store).__name__}")
@@ -584,7 +592,10 @@ def run_grid(
             "taskrel recorded what determines a cell); they are kept as they are. "
             "Delete them (or the store) to recompute them under the current config.",
             UserWarning, stacklevel=2)
-    computed, failed, by_others = _compute(ex, cell_fn, todo, store, wanted, progress)
+    if not isinstance(wait, bool):
+        raise TaskrelInputError(f"`wait` must be True or False; got {wait!r}")
+    computed, failed, by_others, left = _compute(ex, cell_fn, todo, store, wanted,
+                                                 progress, wait)
     if failed:
         warnings.warn(
             f"{len(failed)} of {len(todo)} cells failed (not written; a rerun retries "
@@ -594,7 +605,7 @@ def run_grid(
     return GridReport(
         total=len(cells), skipped=len(cells) - len(todo) + by_others, computed=computed,
         failed=tuple(failed), seconds=time.perf_counter() - t0, stale=len(stale),
-        legacy=len(legacy), by_others=by_others,
+        legacy=len(legacy), by_others=by_others, left_to_others=left,
     )
 
 
@@ -626,13 +637,14 @@ _WAIT_POLL = (0.05, 2.0)
 
 
 def _compute(ex: Any, cell_fn: Callable[[Cell], Any], todo: Sequence[Cell],
-             store: ResultsStore, wanted: Mapping[Cell, str | None], progress: bool
-             ) -> tuple[int, list[tuple[Cell, str]], int]:
+             store: ResultsStore, wanted: Mapping[Cell, str | None], progress: bool,
+             wait: bool = True) -> tuple[int, list[tuple[Cell, str]], int, int]:
     """Run ``todo`` on ``ex``, claiming each cell just before it is handed to the
     executor, and write each result as it arrives; then wait for the cells another
-    run had claimed (taking over those whose run died). Returns the number written,
-    the failures (a cell that raised, or whose result the store refused) and the
-    number of cells another run wrote meanwhile."""
+    run had claimed (taking over those whose run died), unless ``wait`` is False.
+    Returns the number written, the failures (a cell that raised, or whose result the
+    store refused), the number of cells another run wrote meanwhile and the number
+    left to another live run."""
     from tqdm.auto import tqdm
 
     failed: list[tuple[Cell, str]] = []
@@ -665,12 +677,14 @@ def _compute(ex: Any, cell_fn: Callable[[Cell], Any], todo: Sequence[Cell],
                         store.release([cell])
                         bar.set_postfix(failed=len(failed))
                 pending, busy[:] = list(busy), []
+                if pending and not wait:  # claimed by a live run: left to it
+                    break
                 if pending:  # claimed by a live run: look again later
                     time.sleep(pause)
                     pause = min(2 * pause, _WAIT_POLL[1])
         finally:
             store.release()
-    return counts["computed"], failed, counts["by_others"]
+    return counts["computed"], failed, counts["by_others"], len(pending)
 
 
 def _write(store: ResultsStore, cell: Cell, res: Any, digest: str | None) -> str | None:
