@@ -258,22 +258,30 @@ def test_a_dead_runs_claim_is_computed_by_the_next_run(tmp_path):
         assert rep.computed == 3 and computed == cells and st.claims() == []
 
 
-def test_a_cell_claimed_by_a_live_run_is_waited_for_not_recomputed(tmp_path):
-    db = tmp_path / "w.sqlite"
-    cells = [Cell("e", "r", f"t{i}", 1.0, 0, "x") for i in range(3)]
-    ResultsStore(db).close()
+def _held_by_another_run(db, cell, value, release):
+    """Start a thread that claims ``cell`` as another run of this process (its own
+    ResultsStore) and writes ``value`` once ``release()`` returns; return the thread
+    when the claim is taken."""
     claimed = threading.Event()
 
-    def other_run():  # another ResultsStore (another run) of this process
+    def other_run():
         with ResultsStore(db) as other:
-            assert other.claim(cells[0], "d") == "claimed"
+            assert other.claim(cell, "d") == "claimed"
             claimed.set()
-            time.sleep(0.5)
-            other.put(cells[0], 7.0, digest="d")
+            release()
+            other.put(cell, value, digest="d")
 
     t = threading.Thread(target=other_run)
     t.start()
     assert claimed.wait(30)
+    return t
+
+
+def test_a_cell_claimed_by_a_live_run_is_waited_for_not_recomputed(tmp_path):
+    db = tmp_path / "w.sqlite"
+    cells = [Cell("e", "r", f"t{i}", 1.0, 0, "x") for i in range(3)]
+    ResultsStore(db).close()
+    t = _held_by_another_run(db, cells[0], 7.0, lambda: time.sleep(0.5))
     computed = []
     with ResultsStore(db) as st:
         rep = run_grid(cells, lambda c: computed.append(c) or 1.0, st, progress=False,
@@ -284,24 +292,12 @@ def test_a_cell_claimed_by_a_live_run_is_waited_for_not_recomputed(tmp_path):
         assert st.get(cells[0])["value"] == 7.0 and st.claims() == []
 
 
-
 def test_wait_false_leaves_a_live_runs_cell_to_it(tmp_path):
     db = tmp_path / "nw.sqlite"
     cells = [Cell("e", "r", f"t{i}", 1.0, 0, "x") for i in range(3)]
     ResultsStore(db).close()
-    release = threading.Event()
-    claimed = threading.Event()
-
-    def other_run():  # holds cells[1] until this run has returned
-        with ResultsStore(db) as other:
-            assert other.claim(cells[1], "d") == "claimed"
-            claimed.set()
-            assert release.wait(30)
-            other.put(cells[1], 7.0, digest="d")
-
-    t = threading.Thread(target=other_run)
-    t.start()
-    assert claimed.wait(30)
+    release = threading.Event()  # the other run holds cells[1] until this run returned
+    t = _held_by_another_run(db, cells[1], 7.0, lambda: release.wait(30))
     computed = []
     with ResultsStore(db) as st:
         t0 = time.perf_counter()
@@ -312,11 +308,12 @@ def test_wait_false_leaves_a_live_runs_cell_to_it(tmp_path):
         t.join()
         assert computed == [cells[0], cells[2]]
         assert (rep.computed, rep.left_to_others, rep.by_others) == (2, 1, 0)
-        assert returned_in < 20  # did not wait for the other run (it waits up to 30 s)
+        assert returned_in < 20  # did not wait for the other run (it holds up to 30 s)
         # the other run's cell is its own; this run left no claim behind
         assert st.get(cells[1])["value"] == 7.0 and st.claims() == []
     with ResultsStore(db) as st, pytest.raises(TaskrelInputError, match="`wait` must"):
         run_grid(cells, lambda c: 1.0, st, progress=False, wait="no")
+
 
 _CONCURRENT = textwrap.dedent("""
     import json, os, sys, time
