@@ -568,7 +568,8 @@ def run_grid(
     Several processes may run the same grid on one store at once: each claims a
     cell before computing it (:meth:`ResultsStore.claim`), so no cell is computed
     twice; cells claimed by another live run are waited for (unless ``wait=False``),
-    and taken over if that run dies. Rows without a digest (older stores) are kept, with a warning.
+    and taken over if that run dies. Rows without a digest (older stores) are kept,
+    with a warning.
     """
     if not isinstance(store, ResultsStore):
         raise TaskrelInputError(f"`store` must be a ResultsStore; got {type(store).__name__}")
@@ -576,6 +577,8 @@ def run_grid(
         raise TaskrelInputError(f"`cell_fn` must be callable; got {type(cell_fn).__name__}")
     if digest is not None and not callable(digest):
         raise TaskrelInputError(f"`digest` must be callable or None; got {digest!r}")
+    if not isinstance(wait, bool):
+        raise TaskrelInputError(f"`wait` must be True or False; got {wait!r}")
     cells = _grid_cells(config_or_cells)
     ex = (get_executor(executor, **dict(executor_options or {}))
           if isinstance(executor, str) else executor)
@@ -592,8 +595,6 @@ def run_grid(
             "taskrel recorded what determines a cell); they are kept as they are. "
             "Delete them (or the store) to recompute them under the current config.",
             UserWarning, stacklevel=2)
-    if not isinstance(wait, bool):
-        raise TaskrelInputError(f"`wait` must be True or False; got {wait!r}")
     computed, failed, by_others, left = _compute(ex, cell_fn, todo, store, wanted,
                                                  progress, wait)
     if failed:
