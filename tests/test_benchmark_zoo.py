@@ -205,6 +205,21 @@ def test_source_names_and_resolutions():
     assert encoder_image_size(cfg, "b") == 48            # finetune.image_size
 
 
+def test_reference_truth_table_keeps_a_truth_the_first_encoder_lacks(tmp_path):
+    # A fixed encoder (sorted first here) has probes but no fine-tuning; the table must
+    # still show the fine-tuned encoders' column, with "-" for the fixed one. Means
+    # over seeds by hand: (0.74 + 0.76) / 2 = 0.75.
+    from taskrel.experiments.report import _reference_truth_section
+
+    rows = [{"encoder": "glove", "estimator": "logreg", "value": 0.60},
+            {"encoder": "minilm", "estimator": "logreg", "value": 0.73},
+            {"encoder": "minilm", "estimator": "finetune", "value": 0.74},
+            {"encoder": "minilm", "estimator": "finetune", "value": 0.76}]
+    md = "\n".join(_reference_truth_section(rows, tmp_path, {}))
+    assert "| encoder | logreg | finetune |" in md
+    assert "| glove | 0.600 | - |" in md and "| minilm | 0.730 | 0.750 |" in md
+
+
 # --------------------------------------------------------------------------- checks
 def _row(enc, tgt, est, v, seed=0):
     return {"encoder": enc, "target": tgt, "estimator": est, "value": v, "seed": seed,
