@@ -52,10 +52,11 @@ def _fmt(v: Any) -> str:
 
 def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
              *, max_rows: int = 80) -> str:
-    """A markdown table of ``rows`` (numbers to 3 decimals; ``-`` for missing)."""
+    """A markdown table of ``rows`` (numbers to 3 decimals; ``-`` for missing). Without
+    ``columns``, every key of any row is a column, in order of first appearance."""
     if not rows:
         return "_(no rows)_\n"
-    cols = list(columns) if columns else list(rows[0])
+    cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows[:max_rows]:
         out.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
@@ -223,14 +224,11 @@ def _reference_truth_section(rows: Sequence[Mapping[str, Any]], d: Path,
     for r in table:
         wide.setdefault(r["encoder"], {"encoder": r["encoder"]})[r["truth"]] = r["accuracy"]
     wide_rows = list(wide.values())
-    # every truth is a column, also one the first encoder lacks (a fixed encoder is
-    # not fine-tuned)
-    columns = ["encoder", *dict.fromkeys(r["truth"] for r in table)]
     atomic_write_text(d / "reference_truth.csv", csv_text(table))
     return ["## The reference task's own ground truth", "",
             "Test accuracy on the reference task itself (the encoders' health check: "
             "every ImageNet encoder's tuned logistic probe must reach 0.80).", "",
-            md_table(wide_rows, columns), ""]
+            md_table(wide_rows), ""]
 
 
 def _truth_checks_section(rows: Sequence[Mapping[str, Any]], d: Path,
