@@ -61,7 +61,7 @@ def run(a, config, settings) -> None:
 
     from taskrel.experiments.ablation import RUNS, features_digest, run_cell, run_digest
     from taskrel.experiments.store import ResultsStore
-    from taskrel.experiments.suite import run_grid
+    from taskrel.experiments.suite import run_grid, run_in_chunks
 
     torch.set_num_threads(a.threads)
     names = a.runs.split(",") if a.runs else list(RUNS)
@@ -84,18 +84,9 @@ def run(a, config, settings) -> None:
         todo, stale, _ = store.missing({c: digest(c) for c in cells})
         print(f"ablation: {len(cells)} cells, {len(todo)} to compute "
               f"({len(stale)} stale)", flush=True)
-        done = 0
-        for i in range(0, len(todo), 8):
-            if deadline is not None and time.time() > deadline:
-                print("ablation: --max-minutes reached; rerun to continue", flush=True)
-                break
-            rep = run_grid(todo[i:i + 8], fn, store, executor="local", progress=False,
-                           digest=digest)
-            done += rep.computed
-            for cell, msg in rep.failed:
-                print(f"FAILED {cell}: {msg}", flush=True)
-            print(f"ablation: {done}/{len(todo)} computed ({todo[i].estimator})",
-                  flush=True)
+        run_in_chunks(todo, lambda chunk: run_grid(chunk, fn, store, executor="local",
+                                                   progress=False, digest=digest),
+                      deadline=deadline, label="ablation")
 
 
 def _read_csv(path: Path) -> list[dict]:

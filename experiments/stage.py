@@ -2,21 +2,23 @@
 
 `taskrel reproduce --suite NAME` runs every cell of a suite and then writes the report;
 on two CPU cores the vision benchmark's ground truth alone takes hours, so it is run in
-stages, cheapest first, each resumable and each leaving the store consistent:
+stages, cheapest first, each resumable and each leaving the store consistent (start the
+last one once per core):
 
     python experiments/stage.py --suite vision --only estimator=linear_probe,logreg
     python experiments/stage.py --suite vision --only fraction=1.0 --only seed=0
-    python experiments/stage.py --suite vision --only estimator=finetune --workers 2
+    python experiments/stage.py --suite vision --only estimator=finetune --threads 1 --no-wait
 
 Cells are keyed with their digest (:mod:`taskrel.experiments.digest`) and claimed, as in
 `taskrel reproduce`: a cell whose options changed is recomputed, and two stages started on
-one store never compute a cell twice. `--only KEY=V1,V2` keeps the cells whose field KEY (encoder, target, fraction, seed,
-estimator) is one of the values; repeat it to intersect. `--max-minutes` stops taking
-new cells after that long (cells already running finish and are written). `--no-wait`
-leaves the cells another live stage has claimed to it instead of waiting for them, so a
-worker that chains stages moves on rather than idling a core. Features are
-extracted first for the units the stage needs. Prints the counts and the seconds of each
-computed cell's estimator (median), so the next stage can be sized.
+one store never compute a cell twice. `--only KEY=V1,V2` keeps the cells whose field KEY
+(encoder, target, fraction, seed, estimator) is one of the values; repeat it to intersect.
+`--max-minutes` starts no cell after that long (it then goes one cell at a time; the
+cell running at the deadline finishes and is written). `--no-wait` leaves the cells
+another live stage has claimed to it instead of waiting for them, so a worker that
+chains stages moves on rather than idling a core. Features are extracted first for the
+units the stage needs. Prints the counts and the seconds of each computed cell's
+estimator (median), so the next stage can be sized.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def main() -> None:
         expand_grid,
         load_config,
         run_grid,
+        run_in_chunks,
         subset_cells,
     )
 
@@ -91,19 +94,13 @@ def main() -> None:
         tgts = {c.target for c in todo}
         prep = prepare_features(_only_encoders(config, encs, tgts), "local", progress=True)
         print(f"features: {prep['units']} sets in {prep['seconds']:.0f} s", flush=True)
-        done = left = 0
-        for chunk in _chunks(todo, 8):
-            if deadline is not None and time.time() > deadline:
-                print("stage: --max-minutes reached; rerun to continue", flush=True)
-                break
-            rep = run_grid(chunk, make_cell_fn(config), store, executor="local",
-                           progress=False, digest=digest, wait=not a.no_wait)
-            done += rep.computed
-            left += rep.left_to_others
-            for cell, msg in rep.failed:
-                print(f"FAILED {cell}: {msg}", flush=True)
-            print(f"stage: {done}/{len(todo)} computed"
-                  + (f", {left} left to another live stage" if left else ""), flush=True)
+        cell_fn = make_cell_fn(config)
+
+        def run(chunk):
+            return run_grid(chunk, cell_fn, store, executor="local", progress=False,
+                            digest=digest, wait=not a.no_wait)
+
+        run_in_chunks(todo, run, deadline=deadline)
         ests = {c.estimator for c in cells}
         secs = defaultdict(list)
         for r in store.query():
@@ -124,11 +121,6 @@ def _only_encoders(config, encoders, targets):
     return replace(config, encoders=tuple(e for e in config.encoders if e in encoders),
                    targets=tuple(t for t in config.targets if t.name in targets),
                    reference_truths=config.reference_truths and REFERENCE_TARGET in targets)
-
-
-def _chunks(items, n):
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ __all__ = [
     "cell_reference",
     "same_task",
     "run_grid",
+    "run_in_chunks",
     "subset_cells",
 ]
 
@@ -608,6 +609,41 @@ def run_grid(
         failed=tuple(failed), seconds=time.perf_counter() - t0, stale=len(stale),
         legacy=len(legacy), by_others=by_others, left_to_others=left,
     )
+
+
+def run_in_chunks(
+    cells: Sequence[Cell],
+    run: Callable[[Sequence[Cell]], GridReport],
+    *,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.time,
+    chunk: int = 8,
+    label: str = "stage",
+) -> tuple[int, int, bool]:
+    """Run `cells` through ``run(cells) -> GridReport`` a chunk at a time, printing a
+    progress line after each chunk: the loop of the long, resumable stage scripts.
+
+    Without a `deadline` (a ``clock()`` time) the cells go in chunks of `chunk`; with
+    one, one cell at a time and the deadline is checked before each, so no cell starts
+    after it (the cell running at the deadline finishes and is written). Returns
+    ``(computed, left_to_others, stopped_at_deadline)``; failed cells are printed.
+    """
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise TaskrelInputError(f"`chunk` must be an int >= 1; got {chunk!r}")
+    size = 1 if deadline is not None else chunk
+    done = left = 0
+    for i in range(0, len(cells), size):
+        if deadline is not None and clock() > deadline:
+            print(f"{label}: --max-minutes reached; rerun to continue", flush=True)
+            return done, left, True
+        rep = run(cells[i:i + size])
+        done += rep.computed
+        left += rep.left_to_others
+        for cell, msg in rep.failed:
+            print(f"FAILED {cell}: {msg}", flush=True)
+        print(f"{label}: {done}/{len(cells)} computed ({cells[i].estimator})"
+              + (f", {left} left to another live run" if left else ""), flush=True)
+    return done, left, False
 
 
 def _cell_digest(digest: Callable[[Cell], str | None] | None, cell: Cell) -> str | None:
